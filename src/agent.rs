@@ -1,0 +1,346 @@
+//! [`Agent`] and its [`Builder`]: how pollwatch is switched on, and its lifecycle.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::hooks::{self, UserHooks};
+use crate::report::StallReport;
+use crate::state::{runtime_label, Mode, Shared};
+use crate::stats::stall_log::StallsView;
+use crate::watchdog::Watchdog;
+use crate::Error;
+
+/// Configures an [`Agent`]. Start with [`Agent::builder`] or [`Builder::from_env`].
+#[derive(Clone, Default)]
+#[must_use = "a builder does nothing until build_runtime() or attach() is called"]
+pub struct Builder {
+    config: Config,
+    user_hooks: UserHooks,
+    env_error: Option<Arc<Error>>,
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self
+        }
+    };
+}
+
+impl Builder {
+    /// Defaults overridden by the `POLLWATCH_*` environment variables (see
+    /// [`ENV_VARS`](crate::config::ENV_VARS)). A bad value is returned as an error by the
+    /// finishing call (`build_runtime`, `attach`), naming the variable and the value.
+    pub fn from_env() -> Self {
+        let mut b = Builder::default();
+        if let Err(e) = b.config.apply_env() {
+            b.env_error = Some(Arc::new(e));
+        }
+        b
+    }
+
+    /// Starts from a complete [`Config`].
+    pub fn with_config(config: Config) -> Self {
+        Builder {
+            config,
+            ..Builder::default()
+        }
+    }
+
+    setter!(
+        /// Turns the agent off: nothing is installed or started. Default on.
+        enabled: bool
+    );
+    setter!(
+        /// A poll running longer than this is a stall. Default 100 ms.
+        stall_threshold: Duration
+    );
+    setter!(
+        /// How often the watchdog looks. Must be smaller than the threshold. Default 10 ms.
+        watchdog_tick: Duration
+    );
+    setter!(
+        /// How often the scheduling-lag probe runs. Default 10 ms.
+        probe_interval: Duration
+    );
+    setter!(
+        /// Capture the stuck thread's stack (default on where supported).
+        stacks: bool
+    );
+    setter!(
+        /// Parse debug info at start so the first stack is ready at once (default off).
+        warm_up_symbols: bool
+    );
+    setter!(
+        /// Distinct spawn locations tracked before the rest count as `other` (default 200).
+        max_callsites: usize
+    );
+    setter!(
+        /// Stall reports kept in memory (default 256).
+        max_reports: usize
+    );
+    setter!(
+        /// One `tracing` warning per stall signature per this interval (default 10 s).
+        log_interval: Duration
+    );
+
+    /// The real-time signal used to capture stacks (default `SIGRTMIN+3`).
+    pub fn signal(mut self, signal: i32) -> Self {
+        self.config.signal = Some(signal);
+        self
+    }
+
+    /// Serves `/metrics` and `/stalls` at `addr` from the agent's own thread.
+    pub fn http_addr(mut self, addr: SocketAddr) -> Self {
+        self.config.http_addr = Some(addr);
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on the endpoint.
+    pub fn http_bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.config.http_bearer_token = Some(token.into());
+        self
+    }
+
+    /// The `runtime` label (default: the tokio runtime's name, else its id).
+    pub fn runtime_name(mut self, name: impl Into<String>) -> Self {
+        self.config.runtime_name = Some(name.into());
+        self
+    }
+
+    /// Your own `on_thread_start` hook: tokio keeps one per runtime, pollwatch needs it too,
+    /// so give yours here and both run.
+    pub fn on_thread_start(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.user_hooks.thread_start = Some(Arc::new(f));
+        self
+    }
+
+    /// Your own `on_thread_stop` hook (see [`Builder::on_thread_start`]).
+    pub fn on_thread_stop(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.user_hooks.thread_stop = Some(Arc::new(f));
+        self
+    }
+
+    /// Your own `on_thread_park` hook (see [`Builder::on_thread_start`]).
+    pub fn on_thread_park(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.user_hooks.thread_park = Some(Arc::new(f));
+        self
+    }
+
+    /// Your own `on_thread_unpark` hook (see [`Builder::on_thread_start`]).
+    pub fn on_thread_unpark(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.user_hooks.thread_unpark = Some(Arc::new(f));
+        self
+    }
+
+    /// The configuration this builder holds.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn checked_config(&self) -> Result<&Config, Error> {
+        if let Some(e) = &self.env_error {
+            return Err(match &**e {
+                Error::InvalidConfig {
+                    field,
+                    value,
+                    reason,
+                } => Error::InvalidConfig {
+                    field,
+                    value: value.clone(),
+                    reason: reason.clone(),
+                },
+                other => Error::invalid("environment", other, "unreadable"),
+            });
+        }
+        if self.config.enabled {
+            self.config.validate()?;
+        }
+        Ok(&self.config)
+    }
+
+    /// Builds `builder` into a runtime with pollwatch's hooks installed, and starts the agent.
+    ///
+    /// Under `--cfg tokio_unstable` this is hooked mode: every poll is watched. On stable
+    /// tokio the runtime gets pollwatch's thread hooks and the agent runs in attach mode.
+    pub fn build_runtime(
+        self,
+        builder: &mut tokio::runtime::Builder,
+    ) -> Result<(tokio::runtime::Runtime, Agent), Error> {
+        let config = self.checked_config()?.clone();
+        if !config.enabled {
+            self.user_hooks.install_plain(builder);
+            let runtime = builder.build().map_err(Error::Runtime)?;
+            return Ok((runtime, Agent::disabled()));
+        }
+        let mode = if cfg!(tokio_unstable) {
+            Mode::Hooked
+        } else {
+            Mode::Attach
+        };
+        let shared = Arc::new(Shared::new(config, mode));
+        hooks::install(builder, &shared, self.user_hooks);
+        let runtime = builder.build().map_err(Error::Runtime)?;
+        let agent = Agent::start(shared, runtime.handle().clone())?;
+        Ok((runtime, agent))
+    }
+
+    /// Like [`Builder::build_runtime`], but a configuration or start-up error gives a
+    /// runtime with a disabled agent (and a `tracing` error) instead of no runtime.
+    pub fn build_runtime_or_disabled(
+        self,
+        builder: &mut tokio::runtime::Builder,
+    ) -> Result<(tokio::runtime::Runtime, Agent), Error> {
+        let hooks = self.user_hooks.clone();
+        match self.build_runtime(builder) {
+            Ok(pair) => Ok(pair),
+            Err(Error::Runtime(e)) => Err(Error::Runtime(e)),
+            Err(e) => {
+                tracing::error!(target: "pollwatch", "pollwatch disabled: {e}");
+                hooks.install_plain(builder);
+                let runtime = builder.build().map_err(Error::Runtime)?;
+                Ok((runtime, Agent::disabled()))
+            }
+        }
+    }
+}
+
+#[cfg(tokio_unstable)]
+impl Builder {
+    /// Your own `on_before_task_poll` hook (see [`Builder::on_thread_start`]).
+    pub fn on_before_task_poll(
+        mut self,
+        f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.user_hooks.before_poll = Some(Arc::new(f));
+        self
+    }
+
+    /// Your own `on_after_task_poll` hook (see [`Builder::on_thread_start`]).
+    pub fn on_after_task_poll(
+        mut self,
+        f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.user_hooks.after_poll = Some(Arc::new(f));
+        self
+    }
+
+    /// Your own `on_task_spawn` hook (see [`Builder::on_thread_start`]).
+    pub fn on_task_spawn(
+        mut self,
+        f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.user_hooks.task_spawn = Some(Arc::new(f));
+        self
+    }
+
+    /// Your own `on_task_terminate` hook (see [`Builder::on_thread_start`]).
+    pub fn on_task_terminate(
+        mut self,
+        f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.user_hooks.task_terminate = Some(Arc::new(f));
+        self
+    }
+}
+
+/// A running pollwatch agent for one tokio runtime.
+///
+/// Dropping it (or calling [`Agent::shutdown`]) stops its threads within about one watchdog
+/// tick. Dropping the runtime first is fine.
+pub struct Agent {
+    shared: Option<Arc<Shared>>,
+    watchdog: Option<Watchdog>,
+}
+
+impl Agent {
+    /// Starts configuring an agent with the defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    fn disabled() -> Agent {
+        Agent {
+            shared: None,
+            watchdog: None,
+        }
+    }
+
+    pub(crate) fn start(
+        shared: Arc<Shared>,
+        handle: tokio::runtime::Handle,
+    ) -> Result<Agent, Error> {
+        let label = shared
+            .config
+            .runtime_name
+            .clone()
+            .unwrap_or_else(|| runtime_label(&handle));
+        let _ = shared.runtime_label.set(label);
+        let watchdog = Watchdog::start(shared.clone(), handle)?;
+        Ok(Agent {
+            shared: Some(shared),
+            watchdog: Some(watchdog),
+        })
+    }
+
+    /// Which detector runs.
+    pub fn mode(&self) -> Mode {
+        self.shared
+            .as_ref()
+            .map(|s| s.mode)
+            .unwrap_or(Mode::Disabled)
+    }
+
+    /// The `runtime` label of this agent's metrics and reports.
+    pub fn runtime_label(&self) -> Option<&str> {
+        self.shared.as_ref().map(|s| s.runtime_label())
+    }
+
+    /// Recent stall reports, oldest first (a bounded ring; see [`Agent::stall_summary`]).
+    pub fn stalls(&self) -> Vec<StallReport> {
+        self.stall_summary().stalls
+    }
+
+    /// The `/stalls` view: the exact total, the number that fell out of the ring, and the
+    /// recent reports.
+    pub fn stall_summary(&self) -> StallsView {
+        match &self.shared {
+            Some(s) => s.stalls.view(),
+            None => StallsView {
+                stalls_total: 0,
+                dropped: 0,
+                stalls: Vec::new(),
+            },
+        }
+    }
+
+    /// Stops the agent's threads and waits for them. Idempotent.
+    pub fn shutdown(&mut self) {
+        if let Some(mut w) = self.watchdog.take() {
+            w.stop();
+        }
+    }
+
+    pub(crate) fn shared(&self) -> Option<&Arc<Shared>> {
+        self.shared.as_ref()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("mode", &self.mode())
+            .field("runtime", &self.runtime_label())
+            .finish()
+    }
+}

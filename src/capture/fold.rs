@@ -1,0 +1,108 @@
+//! Shortening a stack for people: the scheduler, panic glue and thread start-up around a
+//! stuck future are the same in every report and hide the few frames that matter.
+
+use super::Frame;
+
+/// Function-name prefixes of frames that belong to the runtime, std's glue or pollwatch.
+/// Matched after any leading `<` (trait impls demangle as `<Type as Trait>::method`).
+const RUNTIME_PREFIXES: &[&str] = &[
+    "tokio::runtime::",
+    "tokio::task::",
+    "tokio::loom::",
+    "tokio::util::",
+    "std::panic::",
+    "std::panicking::",
+    "core::panic::",
+    "std::thread::Builder::",
+    "std::thread::local::",
+    "std::thread::lifecycle::",
+    "std::sys::backtrace::",
+    "std::rt::",
+    "core::ops::function::",
+    "alloc::boxed::",
+    "pollwatch::",
+];
+
+/// Exact names: C library thread start-up, the signal trampoline, std's short names.
+const RUNTIME_NAMES: &[&str] = &[
+    "__rust_try",
+    "__restore_rt",
+    "start_thread",
+    "thread_start",
+    "clone",
+    "clone3",
+    "__clone",
+    "__clone3",
+    "__GI___clone3",
+    "__libc_start_main",
+    "__libc_start_call_main",
+    "_start",
+];
+
+/// Source paths of the same (besides tokio's `src/runtime/`), for binaries built with line
+/// tables only, whose names are often just `{closure#0}` or `poll`.
+const RUNTIME_FILES: &[&str] = &[
+    "/library/std/src/panicking.rs",
+    "/library/std/src/panic.rs",
+    "/library/core/src/panic/",
+    "/library/core/src/ops/function.rs",
+    "/library/std/src/sys/backtrace.rs",
+    "/library/std/src/thread/local.rs",
+    "/library/std/src/rt.rs",
+    "/library/alloc/src/boxed.rs",
+];
+
+/// pollwatch's own sources, wherever the crate was built from.
+const OWN_SOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
+
+/// Whether a frame is runtime machinery rather than the application's code.
+fn is_runtime(frame: &Frame) -> bool {
+    let name = frame.function.trim_start_matches('<');
+    if RUNTIME_PREFIXES.iter().any(|p| name.starts_with(p)) || RUNTIME_NAMES.contains(&name) {
+        return true;
+    }
+    let Some(file) = frame.file.as_deref() else {
+        return false;
+    };
+    let tokio_runtime = file.contains("/tokio-") && file.contains("/src/runtime/");
+    tokio_runtime || file.starts_with(OWN_SOURCES) || RUNTIME_FILES.iter().any(|p| file.contains(p))
+}
+
+/// The frames a person needs: the application's own, plus the innermost ones (where the
+/// thread actually is, even inside the runtime). Every other run of runtime frames (tokio's
+/// scheduler and task harness, std's panic and thread glue, pollwatch, signal trampolines)
+/// becomes one frame named like `… 7 runtime frames`.
+///
+/// For the demo and the log message; the JSON report keeps all frames.
+pub fn fold_runtime_frames(frames: &[Frame]) -> Vec<Frame> {
+    // The innermost frames stay as they are up to and including the first application frame.
+    let keep = frames
+        .iter()
+        .position(|f| !is_runtime(f))
+        .map_or(frames.len(), |i| i + 1);
+    let mut out: Vec<Frame> = frames[..keep].to_vec();
+    let mut run = 0;
+    for frame in &frames[keep..] {
+        if is_runtime(frame) {
+            run += 1;
+            continue;
+        }
+        push_fold(&mut out, run);
+        run = 0;
+        out.push(frame.clone());
+    }
+    push_fold(&mut out, run);
+    out
+}
+
+fn push_fold(out: &mut Vec<Frame>, run: usize) {
+    if run == 0 {
+        return;
+    }
+    let plural = if run == 1 { "" } else { "s" };
+    out.push(Frame {
+        function: format!("… {run} runtime frame{plural}"),
+        file: None,
+        line: None,
+    });
+}

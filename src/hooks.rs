@@ -1,0 +1,172 @@
+//! Every tokio hook pollwatch uses, installed in one place.
+//!
+//! tokio keeps one callback per hook, so pollwatch owns them all and calls the user's own
+//! closures (given to the [`Builder`](crate::Builder)) after its work.
+
+use std::sync::Arc;
+
+use crate::slots;
+use crate::state::Shared;
+
+/// A user closure for a thread hook.
+pub(crate) type ThreadHook = Arc<dyn Fn() + Send + Sync>;
+/// A user closure for a task hook.
+#[cfg(tokio_unstable)]
+pub(crate) type TaskHook = Arc<dyn Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync>;
+
+/// The user's own hooks, still called after pollwatch's.
+#[derive(Clone, Default)]
+pub(crate) struct UserHooks {
+    pub(crate) thread_start: Option<ThreadHook>,
+    pub(crate) thread_stop: Option<ThreadHook>,
+    pub(crate) thread_park: Option<ThreadHook>,
+    pub(crate) thread_unpark: Option<ThreadHook>,
+    #[cfg(tokio_unstable)]
+    pub(crate) before_poll: Option<TaskHook>,
+    #[cfg(tokio_unstable)]
+    pub(crate) after_poll: Option<TaskHook>,
+    #[cfg(tokio_unstable)]
+    pub(crate) task_spawn: Option<TaskHook>,
+    #[cfg(tokio_unstable)]
+    pub(crate) task_terminate: Option<TaskHook>,
+}
+
+impl UserHooks {
+    /// Installs only the user's hooks (a disabled agent).
+    pub(crate) fn install_plain(&self, builder: &mut tokio::runtime::Builder) {
+        if let Some(f) = self.thread_start.clone() {
+            builder.on_thread_start(move || f());
+        }
+        if let Some(f) = self.thread_stop.clone() {
+            builder.on_thread_stop(move || f());
+        }
+        if let Some(f) = self.thread_park.clone() {
+            builder.on_thread_park(move || f());
+        }
+        if let Some(f) = self.thread_unpark.clone() {
+            builder.on_thread_unpark(move || f());
+        }
+        #[cfg(tokio_unstable)]
+        {
+            if let Some(f) = self.before_poll.clone() {
+                builder.on_before_task_poll(move |m| f(m));
+            }
+            if let Some(f) = self.after_poll.clone() {
+                builder.on_after_task_poll(move |m| f(m));
+            }
+            if let Some(f) = self.task_spawn.clone() {
+                builder.on_task_spawn(move |m| f(m));
+            }
+            if let Some(f) = self.task_terminate.clone() {
+                builder.on_task_terminate(move |m| f(m));
+            }
+        }
+    }
+}
+
+/// Installs pollwatch's hooks (and the user's, chained) on `builder`.
+pub(crate) fn install(
+    builder: &mut tokio::runtime::Builder,
+    shared: &Arc<Shared>,
+    user: UserHooks,
+) {
+    // Thread hooks exist on stable tokio too: they tell the agent which threads are the
+    // runtime's, before those threads poll anything.
+    let start = user.thread_start.clone();
+    builder.on_thread_start(move || {
+        slots::prepare_current_thread();
+        if let Some(f) = &start {
+            f();
+        }
+    });
+    let s = shared.clone();
+    let stop = user.thread_stop.clone();
+    builder.on_thread_stop(move || {
+        s.slots.release_current();
+        if let Some(f) = &stop {
+            f();
+        }
+    });
+    if let Some(f) = user.thread_park.clone() {
+        builder.on_thread_park(move || f());
+    }
+    if let Some(f) = user.thread_unpark.clone() {
+        builder.on_thread_unpark(move || f());
+    }
+    #[cfg(tokio_unstable)]
+    install_task_hooks(builder, shared, user);
+}
+
+#[cfg(tokio_unstable)]
+fn install_task_hooks(
+    builder: &mut tokio::runtime::Builder,
+    shared: &Arc<Shared>,
+    user: UserHooks,
+) {
+    let s = shared.clone();
+    let f = user.before_poll;
+    builder.on_before_task_poll(move |meta| {
+        if let Some(slot) = s.slots.current() {
+            let callsite = s.callsites.index_of(meta.spawned_at());
+            slot.begin_poll(task_id(meta.id()), callsite, s.clock.raw());
+        }
+        if let Some(f) = &f {
+            f(meta);
+        }
+    });
+    let s = shared.clone();
+    let f = user.after_poll;
+    builder.on_after_task_poll(move |meta| {
+        if let Some(slot) = s.slots.current() {
+            let now = s.clock.raw();
+            let elapsed = s.clock.delta_as_nanos(slot.poll_start(), now);
+            slot.end_poll(now, elapsed);
+        }
+        if let Some(f) = &f {
+            f(meta);
+        }
+    });
+    let s = shared.clone();
+    let f = user.task_spawn;
+    builder.on_task_spawn(move |meta| {
+        s.callsites
+            .task_spawned(s.callsites.index_of(meta.spawned_at()));
+        if let Some(f) = &f {
+            f(meta);
+        }
+    });
+    let s = shared.clone();
+    let f = user.task_terminate;
+    builder.on_task_terminate(move |meta| {
+        s.callsites
+            .task_terminated(s.callsites.index_of(meta.spawned_at()));
+        if let Some(f) = &f {
+            f(meta);
+        }
+    });
+}
+
+/// The integer behind a `tokio::task::Id`, read through its `Hash` impl (tokio exposes no
+/// accessor; `Display` would format). Compiles down to a move.
+#[cfg(tokio_unstable)]
+#[inline]
+pub(crate) fn task_id(id: tokio::task::Id) -> u64 {
+    use std::hash::{Hash, Hasher};
+    struct Capture(u64);
+    impl Hasher for Capture {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+    let mut h = Capture(0);
+    id.hash(&mut h);
+    h.0
+}

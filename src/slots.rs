@@ -1,0 +1,360 @@
+//! Per-worker poll slots: the only memory the poll hooks write.
+//!
+//! Each worker thread claims one cache-line-aligned [`PollSlot`] the first time it polls a
+//! task. The before-poll hook writes the task id, the spawn location's index and the start
+//! time, then makes the slot's generation odd; the after-poll hook records the poll's
+//! duration into the slot's own histogram shard and callsite counters and makes the
+//! generation even again. All of it is plain loads and stores by the owning thread: no lock,
+//! no allocation, no syscall, no cache line shared with another worker.
+//!
+//! The watchdog reads slots like a seqlock: generation, fields, generation again.
+
+use std::cell::{Cell, RefCell};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::sync::Mutex;
+
+use crate::capture::ThreadHandle;
+use crate::stats::histogram::HistogramShard;
+
+/// Who a slot belongs to, recorded once per thread.
+#[derive(Clone, Debug)]
+pub(crate) struct ThreadInfo {
+    pub(crate) handle: ThreadHandle,
+    pub(crate) name: String,
+    pub(crate) thread_id: std::thread::ThreadId,
+}
+
+impl ThreadInfo {
+    /// Describes the calling thread. Allocates and makes a syscall: call it from
+    /// `on_thread_start`, or once per thread on first use.
+    pub(crate) fn current() -> Self {
+        let t = std::thread::current();
+        ThreadInfo {
+            handle: ThreadHandle::current(),
+            name: t.name().unwrap_or("unnamed").to_string(),
+            thread_id: t.id(),
+        }
+    }
+}
+
+/// What the watchdog sees in a slot at one instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PollView {
+    pub(crate) generation: u64,
+    pub(crate) task_id: u64,
+    pub(crate) callsite: u32,
+    /// Raw clock reading at poll start.
+    pub(crate) start: u64,
+    /// Inside an `allow_blocking` scope.
+    pub(crate) exempt: bool,
+}
+
+#[repr(align(128))]
+pub(crate) struct PollSlot {
+    /// 0 when free, else the claim number (changes on every reuse).
+    owner: AtomicU64,
+    /// The owning thread's `ThreadId`, hashed, for finding a thread's slot again.
+    thread_key: AtomicU64,
+    info: Mutex<Option<ThreadInfo>>,
+    /// Odd while a poll runs.
+    generation: AtomicU64,
+    task_id: AtomicU64,
+    callsite: AtomicU32,
+    exempt: AtomicU32,
+    poll_start: AtomicU64,
+    poll_end: AtomicU64,
+    pub(crate) poll_time: HistogramShard,
+    callsite_polls: Box<[AtomicU64]>,
+    callsite_poll_ns: Box<[AtomicU64]>,
+}
+
+impl PollSlot {
+    fn new(callsites: usize) -> Self {
+        PollSlot {
+            owner: AtomicU64::new(0),
+            thread_key: AtomicU64::new(0),
+            info: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            task_id: AtomicU64::new(0),
+            callsite: AtomicU32::new(0),
+            exempt: AtomicU32::new(0),
+            poll_start: AtomicU64::new(0),
+            poll_end: AtomicU64::new(0),
+            poll_time: HistogramShard::new(),
+            callsite_polls: (0..callsites).map(|_| AtomicU64::new(0)).collect(),
+            callsite_poll_ns: (0..callsites).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn reset(&self) {
+        self.owner.store(0, Relaxed);
+        self.thread_key.store(0, Relaxed);
+        *self.info.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        for a in [
+            &self.generation,
+            &self.task_id,
+            &self.poll_start,
+            &self.poll_end,
+        ] {
+            a.store(0, Relaxed);
+        }
+        self.callsite.store(0, Relaxed);
+        self.exempt.store(0, Relaxed);
+        self.poll_time.reset();
+        for a in self
+            .callsite_polls
+            .iter()
+            .chain(self.callsite_poll_ns.iter())
+        {
+            a.store(0, Relaxed);
+        }
+    }
+
+    /// Hot path, owning thread only.
+    #[inline]
+    pub(crate) fn begin_poll(&self, task_id: u64, callsite: u32, now: u64) {
+        self.task_id.store(task_id, Relaxed);
+        self.callsite.store(callsite, Relaxed);
+        self.poll_start.store(now, Relaxed);
+        let g = self.generation.load(Relaxed);
+        self.generation.store(g | 1, Release);
+    }
+
+    /// Hot path, owning thread only. `elapsed_ns` is the poll's duration.
+    #[inline]
+    pub(crate) fn end_poll(&self, now: u64, elapsed_ns: u64) {
+        let cs = self.callsite.load(Relaxed) as usize;
+        self.poll_time.record_single_writer(elapsed_ns);
+        if let (Some(polls), Some(ns)) =
+            (self.callsite_polls.get(cs), self.callsite_poll_ns.get(cs))
+        {
+            polls.store(polls.load(Relaxed) + 1, Relaxed);
+            ns.store(ns.load(Relaxed).wrapping_add(elapsed_ns), Relaxed);
+        }
+        self.poll_end.store(now, Relaxed);
+        let g = self.generation.load(Relaxed);
+        self.generation.store((g | 1) + 1, Release);
+    }
+
+    /// The raw clock reading when the last poll began (owning thread, after-poll hook).
+    #[inline]
+    pub(crate) fn poll_start(&self) -> u64 {
+        self.poll_start.load(Relaxed)
+    }
+
+    /// A consistent view of the current poll, or `None` if the slot changed while read.
+    pub(crate) fn view(&self) -> Option<PollView> {
+        let generation = self.generation.load(Acquire);
+        let view = PollView {
+            generation,
+            task_id: self.task_id.load(Relaxed),
+            callsite: self.callsite.load(Relaxed),
+            start: self.poll_start.load(Relaxed),
+            exempt: self.exempt.load(Relaxed) > 0,
+        };
+        std::sync::atomic::fence(Acquire);
+        (self.generation.load(Relaxed) == generation).then_some(view)
+    }
+
+    /// The raw clock reading at which the poll after `generation` ended.
+    pub(crate) fn poll_end_after(&self, generation: u64) -> Option<u64> {
+        let end = self.poll_end.load(Acquire);
+        (self.generation.load(Acquire) == generation + 1).then_some(end)
+    }
+
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.owner.load(Acquire) != 0
+    }
+
+    pub(crate) fn claim_number(&self) -> u64 {
+        self.owner.load(Acquire)
+    }
+
+    pub(crate) fn thread_info(&self) -> Option<ThreadInfo> {
+        self.info.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `(polls, poll time in ns)` for a callsite index, from this slot alone.
+    pub(crate) fn callsite_totals(&self, index: u32) -> (u64, u64) {
+        let i = index as usize;
+        match (self.callsite_polls.get(i), self.callsite_poll_ns.get(i)) {
+            (Some(p), Some(n)) => (p.load(Relaxed), n.load(Relaxed)),
+            _ => (0, 0),
+        }
+    }
+}
+
+/// The fixed array of slots of one agent.
+///
+/// Tables are never freed: a dropped agent's table goes back to a pool for the next agent,
+/// so a pointer a thread cached in its thread-local always points at valid memory (see
+/// [`allow_blocking`]). Memory is bounded by the number of agents alive at once.
+pub(crate) struct SlotTable {
+    agent_id: AtomicU64,
+    slots: Box<[PollSlot]>,
+    claims: AtomicU64,
+    /// Polls on threads that found no free slot (not watched; counted).
+    pub(crate) untracked_polls: AtomicU64,
+}
+
+thread_local! {
+    /// This thread's slot in the agent that last used it (agent id, slot).
+    static CURRENT: Cell<(u64, *const PollSlot)> = const { Cell::new((0, std::ptr::null())) };
+    /// Filled by `on_thread_start`, where allocating is fine, and taken by the first poll.
+    static PREPARED: RefCell<Option<ThreadInfo>> = const { RefCell::new(None) };
+}
+
+/// Records who this thread is before it polls anything (called from `on_thread_start`).
+pub(crate) fn prepare_current_thread() {
+    let info = ThreadInfo::current();
+    PREPARED.with(|p| *p.borrow_mut() = Some(info));
+}
+
+fn thread_key(id: std::thread::ThreadId) -> u64 {
+    /// Captures the integer a `ThreadId` hashes as, without formatting or unsafe code.
+    #[derive(Default)]
+    struct Capture(u64);
+    impl Hasher for Capture {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+    let mut h = Capture::default();
+    id.hash(&mut h);
+    h.finish().max(1)
+}
+
+static POOL: Mutex<Vec<&'static SlotTable>> = Mutex::new(Vec::new());
+static NEXT_AGENT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl SlotTable {
+    /// A table with every counter at zero, from the pool when one of the right shape is free.
+    pub(crate) fn acquire(max_threads: usize, callsites: usize) -> &'static SlotTable {
+        let agent_id = NEXT_AGENT_ID.fetch_add(1, Relaxed);
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let reused = pool
+            .iter()
+            .position(|t| {
+                t.slots.len() == max_threads && t.slots[0].callsite_polls.len() == callsites
+            })
+            .map(|i| pool.swap_remove(i));
+        drop(pool);
+        let table = reused.unwrap_or_else(|| {
+            Box::leak(Box::new(SlotTable {
+                agent_id: AtomicU64::new(0),
+                slots: (0..max_threads).map(|_| PollSlot::new(callsites)).collect(),
+                claims: AtomicU64::new(0),
+                untracked_polls: AtomicU64::new(0),
+            }))
+        });
+        table.agent_id.store(agent_id, Release);
+        table
+    }
+
+    /// Returns the table to the pool once no hook can write to it any more, zeroed.
+    pub(crate) fn release(&'static self) {
+        self.agent_id.store(0, Release);
+        for slot in self.slots.iter() {
+            slot.reset();
+        }
+        self.claims.store(0, Relaxed);
+        self.untracked_polls.store(0, Relaxed);
+        POOL.lock().unwrap_or_else(|e| e.into_inner()).push(self);
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &PollSlot)> {
+        self.slots.iter().enumerate()
+    }
+
+    /// The calling thread's slot, claiming one on first use. Hot path: one thread-local read
+    /// and a compare. The first call on a thread is the slow path: once per thread.
+    #[inline]
+    pub(crate) fn current(&self) -> Option<&PollSlot> {
+        let (agent, ptr) = CURRENT.with(Cell::get);
+        if agent == self.agent_id.load(Relaxed) && !ptr.is_null() {
+            // SAFETY: slot tables are never freed (see `SlotTable`), and agent ids are
+            // never reused, so a pointer cached under this id points into `self.slots`.
+            return Some(unsafe { &*ptr });
+        }
+        self.register_current()
+    }
+
+    #[cold]
+    fn register_current(&self) -> Option<&PollSlot> {
+        let info = PREPARED
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(ThreadInfo::current);
+        let key = thread_key(info.thread_id);
+        // A thread that polls for this agent again (e.g. alternating runtimes) gets its slot back.
+        let slot = self
+            .slots
+            .iter()
+            .find(|s| s.is_claimed() && s.thread_key.load(Acquire) == key)
+            .or_else(|| {
+                self.slots.iter().find(|s| {
+                    s.owner
+                        .compare_exchange(0, u64::MAX, AcqRel, Acquire)
+                        .is_ok()
+                })
+            });
+        let Some(slot) = slot else {
+            self.untracked_polls.fetch_add(1, Relaxed);
+            return None;
+        };
+        if slot.owner.load(Acquire) == u64::MAX {
+            *slot.info.lock().unwrap_or_else(|e| e.into_inner()) = Some(info);
+            slot.thread_key.store(key, Release);
+            let n = self.claims.fetch_add(1, AcqRel) + 1;
+            slot.owner.store(n, Release);
+        }
+        CURRENT.with(|c| c.set((self.agent_id.load(Relaxed), slot as *const PollSlot)));
+        Some(slot)
+    }
+
+    /// Gives the calling thread's slot back (from `on_thread_stop`).
+    pub(crate) fn release_current(&self) {
+        let (agent, ptr) = CURRENT.with(Cell::get);
+        if agent != self.agent_id.load(Relaxed) || ptr.is_null() {
+            return;
+        }
+        CURRENT.with(|c| c.set((0, std::ptr::null())));
+        // SAFETY: as in `current`.
+        let slot = unsafe { &*ptr };
+        slot.thread_key.store(0, Release);
+        *slot.info.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        slot.owner.store(0, Release);
+    }
+}
+
+/// Runs `f`, telling pollwatch that it blocks on purpose: a poll that stays inside this scope
+/// past the threshold is not reported as a stall. Use it for deliberate, bounded blocking
+/// that you have decided is acceptable; prefer `spawn_blocking` for everything else.
+pub fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
+    let (_, ptr) = CURRENT.with(Cell::get);
+    // SAFETY: slot tables are never freed (see `SlotTable`), so a cached pointer is valid
+    // memory; the slot may since have gone to another thread, which the key check rules out.
+    let slot = unsafe { ptr.as_ref() }
+        .filter(|s| s.thread_key.load(Acquire) == thread_key(std::thread::current().id()));
+    struct Exit<'a>(Option<&'a PollSlot>);
+    impl Drop for Exit<'_> {
+        fn drop(&mut self) {
+            if let Some(s) = self.0 {
+                s.exempt.fetch_sub(1, Release);
+            }
+        }
+    }
+    if let Some(s) = slot {
+        s.exempt.fetch_add(1, Release);
+    }
+    let _exit = Exit(slot);
+    f()
+}

@@ -1,0 +1,90 @@
+//! Another thread's CPU time and run-queue wait, from `/proc/self/task/<tid>/schedstat`.
+//!
+//! CPU time that advances through a stall means the future computes (`cpu`); CPU time that
+//! stands still means it waits in the kernel (`off_cpu`). Run-queue wait that dominates
+//! means the thread was runnable but the host gave it no CPU: not the future's fault.
+
+use std::time::Duration;
+
+use crate::report::StallKind;
+
+/// One reading of a thread's scheduler statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CpuSample {
+    pub(crate) at: std::time::Instant,
+    pub(crate) on_cpu_ns: u64,
+    pub(crate) runqueue_ns: u64,
+}
+
+/// Reads `tid`'s counters; `None` where procfs or schedstat is unavailable.
+pub(crate) fn sample(tid: i32) -> Option<CpuSample> {
+    if tid <= 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    let mut fields = text.split_ascii_whitespace().map(|f| f.parse::<u64>().ok());
+    Some(CpuSample {
+        at: std::time::Instant::now(),
+        on_cpu_ns: fields.next()??,
+        runqueue_ns: fields.next()??,
+    })
+}
+
+/// What happened on the thread between two readings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct CpuShare {
+    pub(crate) on_cpu: f64,
+    pub(crate) runqueue: f64,
+}
+
+impl CpuShare {
+    pub(crate) fn between(a: &CpuSample, b: &CpuSample) -> Option<CpuShare> {
+        let wall = b.at.saturating_duration_since(a.at);
+        if wall < Duration::from_millis(1) {
+            return None;
+        }
+        let wall = wall.as_nanos() as f64;
+        Some(CpuShare {
+            on_cpu: b.on_cpu_ns.saturating_sub(a.on_cpu_ns) as f64 / wall,
+            runqueue: b.runqueue_ns.saturating_sub(a.runqueue_ns) as f64 / wall,
+        })
+    }
+
+    /// `cpu` when the thread ran at least half the time, else `off_cpu`.
+    pub(crate) fn kind(&self) -> StallKind {
+        if self.on_cpu >= 0.5 {
+            StallKind::Cpu
+        } else {
+            StallKind::OffCpu
+        }
+    }
+
+    /// The thread wanted the CPU more than it had it: the host starved it.
+    pub(crate) fn starved(&self) -> bool {
+        self.runqueue > 0.5 && self.runqueue > self.on_cpu
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spinning_thread_reads_as_cpu_and_a_sleeping_one_as_off_cpu() {
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+        let Some(a) = sample(tid) else {
+            return; // no schedstat on this kernel: classification is `unknown`
+        };
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(0u64);
+        }
+        let b = sample(tid).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let c = sample(tid).unwrap();
+        assert_eq!(CpuShare::between(&b, &c).unwrap().kind(), StallKind::OffCpu);
+        // Spinning may be preempted on a busy machine; it still mostly runs or waits to run.
+        let spin = CpuShare::between(&a, &b).unwrap();
+        assert!(spin.on_cpu + spin.runqueue > 0.5, "{spin:?}");
+    }
+}

@@ -1,0 +1,121 @@
+//! The `pollwatch-watchdog` thread: wakes every tick, runs the detectors, opens and closes
+//! stall episodes. It never runs on the app's runtime, so it sees the runtime even when every
+//! worker is stuck.
+
+mod cpu;
+mod episode;
+mod poll_hook;
+mod reporter;
+
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use self::episode::Episodes;
+use self::poll_hook::PollHookDetector;
+use self::reporter::Reporter;
+use crate::capture::StackCapturer;
+use crate::state::{Mode, Shared};
+use crate::Error;
+
+/// One wake-up of the watchdog, as the detectors see it.
+pub(crate) struct Tick {
+    /// The watchdog woke much later than asked (VM pause, debugger, CPU starvation): this
+    /// tick opens no episode.
+    pub(crate) late: bool,
+    /// Total time the watchdog has lost to lateness since it started, after this tick...
+    pub(crate) lost: Duration,
+    /// ...and before it. A poll first seen on a late tick may have begun during the gap.
+    pub(crate) lost_before: Duration,
+}
+
+/// The running watchdog and its helper thread.
+pub(crate) struct Watchdog {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watchdog {
+    pub(crate) fn start(
+        shared: Arc<Shared>,
+        handle: tokio::runtime::Handle,
+    ) -> Result<Self, Error> {
+        let capturer = if shared.config.stacks {
+            let signal = shared
+                .config
+                .signal
+                .unwrap_or_else(crate::capture::default_signal);
+            Some(StackCapturer::new(signal)?)
+        } else {
+            None
+        };
+        let (reporter, reporter_thread) =
+            Reporter::spawn(shared.clone(), shared.config.warm_up_symbols)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("pollwatch-watchdog".into())
+            .spawn(move || {
+                let episodes = Episodes::new(shared.clone(), capturer, reporter);
+                run(&shared, handle, episodes, &flag);
+                // `episodes` (and with it the reporter's queue) is gone: the symbolizer ends.
+                let _ = reporter_thread.join();
+            })
+            .map_err(|source| Error::Thread {
+                name: "pollwatch-watchdog",
+                source,
+            })?;
+        Ok(Watchdog {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the threads; returns once they have ended (within about one tick, plus a
+    /// capture or a symbolization in progress).
+    pub(crate) fn stop(&mut self) {
+        self.stop.store(true, Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(shared: &Shared, handle: tokio::runtime::Handle, mut episodes: Episodes, stop: &AtomicBool) {
+    let tick_len = shared.config.watchdog_tick;
+    let mut poll_hook =
+        (shared.mode == Mode::Hooked).then(|| PollHookDetector::new(Some(handle.clone())));
+    let mut last = Instant::now();
+    let mut lost = Duration::ZERO;
+    while !stop.load(Acquire) {
+        std::thread::park_timeout(tick_len.saturating_sub(last.elapsed()));
+        let now = Instant::now();
+        if now.duration_since(last) < tick_len && !stop.load(Acquire) {
+            continue; // woken early (spurious unpark)
+        }
+        // Ordinary scheduling jitter up to one extra tick is not lateness.
+        let excess = now.duration_since(last).saturating_sub(tick_len * 2);
+        last = now;
+        let lost_before = lost;
+        lost += excess;
+        let tick = Tick {
+            late: !excess.is_zero(),
+            lost,
+            lost_before,
+        };
+        if tick.late {
+            shared.counters.watchdog_late.fetch_add(1, Relaxed);
+        }
+        if let Some(d) = &mut poll_hook {
+            d.tick(shared, &tick, &mut episodes);
+        }
+    }
+}

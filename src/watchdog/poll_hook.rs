@@ -1,0 +1,142 @@
+//! Hooked-mode detection: read every worker's poll slot each tick; a slot whose generation
+//! has stayed odd (inside one poll) for longer than the threshold is a stall.
+//!
+//! The hooks read no clock for this: the watchdog sees the unchanged generation. The poll's
+//! start time (which the hooks record for the poll-time histogram anyway) makes the reported
+//! duration exact.
+
+use std::time::Duration;
+
+use super::cpu::{self, CpuSample, CpuShare};
+use super::episode::{Episode, Episodes, Suspect};
+use super::Tick;
+use crate::report::{Detection, StallKind};
+use crate::slots::ThreadInfo;
+use crate::state::Shared;
+
+/// What the watchdog remembers about one slot between ticks.
+#[derive(Default)]
+struct Watched {
+    claim: u64,
+    generation: u64,
+    /// Watchdog time lost to its own lateness when this poll was first seen.
+    lost_base: Duration,
+    /// Raw clock reading at the start of the watched poll.
+    poll_start: u64,
+    cpu_base: Option<CpuSample>,
+    thread: Option<ThreadInfo>,
+    episode: Option<Episode>,
+}
+
+pub(crate) struct PollHookDetector {
+    watched: Vec<Watched>,
+    handle: Option<tokio::runtime::Handle>,
+}
+
+impl PollHookDetector {
+    pub(crate) fn new(handle: Option<tokio::runtime::Handle>) -> Self {
+        PollHookDetector {
+            watched: Vec::new(),
+            handle,
+        }
+    }
+
+    pub(crate) fn tick(&mut self, shared: &Shared, tick: &Tick, episodes: &mut Episodes) {
+        let threshold = shared.config.stall_threshold;
+        for (i, slot) in shared.slots.iter() {
+            if self.watched.len() <= i {
+                self.watched.resize_with(i + 1, Watched::default);
+            }
+            let w = &mut self.watched[i];
+            let claim = slot.claim_number();
+            let now_raw = shared.clock.raw();
+            if claim != w.claim {
+                // The slot changed hands (or was freed): whatever we watched is over.
+                if let Some(ep) = w.episode.take() {
+                    episodes.close(ep, elapsed(shared, w.poll_start, now_raw));
+                }
+                *w = Watched {
+                    claim,
+                    thread: slot.thread_info(),
+                    ..Watched::default()
+                };
+            }
+            if claim == 0 {
+                continue;
+            }
+            let Some(view) = slot.view() else { continue };
+            if view.generation != w.generation {
+                if let Some(ep) = w.episode.take() {
+                    let end = slot.poll_end_after(w.generation).unwrap_or(now_raw);
+                    episodes.close(ep, elapsed(shared, w.poll_start, end));
+                }
+                w.generation = view.generation;
+                w.poll_start = view.start;
+                w.lost_base = tick.lost_before;
+                w.cpu_base = None;
+                continue;
+            }
+            let age = elapsed(shared, view.start, now_raw);
+            if view.generation % 2 == 0 {
+                continue; // idle between polls
+            }
+            let tid = w.thread.as_ref().map(|t| t.handle.tid()).unwrap_or(0);
+            if w.cpu_base.is_none() {
+                w.cpu_base = cpu::sample(tid);
+            }
+            let stuck = age.saturating_sub(tick.lost.saturating_sub(w.lost_base));
+            if let Some(ep) = &mut w.episode {
+                episodes.still_stuck(ep, age);
+                continue;
+            }
+            if view.exempt || tick.late || stuck < threshold {
+                continue;
+            }
+            let share = w
+                .cpu_base
+                .as_ref()
+                .zip(cpu::sample(tid))
+                .and_then(|(a, b)| CpuShare::between(a, &b));
+            if share.is_some_and(|s| s.starved()) {
+                continue;
+            }
+            let thread = w.thread.as_ref();
+            w.episode = Some(episodes.open(Suspect {
+                detection: Detection::PollHook,
+                thread: thread.map(|t| t.handle),
+                thread_name: thread.map(|t| t.name.clone()).unwrap_or_default(),
+                worker: worker_index(self.handle.as_ref(), thread),
+                task_id: Some(view.task_id),
+                spawned_at: shared.callsites.location(view.callsite),
+                stuck_for: age,
+                kind: share.map(|s| s.kind()).unwrap_or(StallKind::Unknown),
+            }));
+        }
+    }
+}
+
+/// Time between two raw clock readings; zero if they are out of order (clock skew).
+fn elapsed(shared: &Shared, start: u64, end: u64) -> Duration {
+    if start == 0 || end < start {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(shared.clock.delta_as_nanos(start, end))
+}
+
+/// The runtime's worker index of a thread (tokio exposes the mapping under `tokio_unstable`).
+fn worker_index(
+    handle: Option<&tokio::runtime::Handle>,
+    thread: Option<&ThreadInfo>,
+) -> Option<usize> {
+    #[cfg(tokio_unstable)]
+    {
+        let (handle, thread) = (handle?, thread?);
+        let metrics = handle.metrics();
+        (0..metrics.num_workers()).find(|&w| metrics.worker_thread_id(w) == Some(thread.thread_id))
+    }
+    #[cfg(not(tokio_unstable))]
+    {
+        let _ = (handle, thread);
+        None
+    }
+}

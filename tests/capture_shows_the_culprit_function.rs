@@ -1,0 +1,90 @@
+//! A captured stack names the function the thread is stuck in: a busy loop shows the looping
+//! function, a sleeping thread shows a `sleep` frame. Both tests run in parallel, which also
+//! exercises the process-wide capture lock.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
+
+use pollwatch::capture::{default_signal, Frame, StackCapturer, Symbolizer, ThreadHandle};
+
+#[inline(never)]
+fn spin_in_the_culprit(stop: &AtomicBool) -> u64 {
+    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..1000 {
+            x = black_box(x.rotate_left(7) ^ 0x1234_5678);
+        }
+    }
+    x
+}
+
+/// Starts `work` on a new thread and returns its handle once it runs.
+fn start(
+    work: impl FnOnce(&AtomicBool) + Send + 'static,
+) -> (ThreadHandle, Arc<AtomicBool>, thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let flag = stop.clone();
+    let join = thread::spawn(move || {
+        tx.send(ThreadHandle::current()).unwrap();
+        work(&flag);
+    });
+    (rx.recv().unwrap(), stop, join)
+}
+
+/// Captures `thread` a few times and returns the symbolized frames of every success.
+fn capture_frames(thread: &ThreadHandle) -> Vec<Vec<Frame>> {
+    let mut capturer = StackCapturer::new(default_signal()).unwrap();
+    let mut symbolizer = Symbolizer::new();
+    thread::sleep(Duration::from_millis(50));
+    (0..5)
+        .filter_map(|_| capturer.capture(thread).ok())
+        .map(|stack| symbolizer.symbolize(&stack))
+        .collect()
+}
+
+#[test]
+fn a_busy_loop_shows_the_looping_function() {
+    let (handle, stop, join) = start(|stop| {
+        black_box(spin_in_the_culprit(stop));
+    });
+    let stacks = capture_frames(&handle);
+    stop.store(true, Ordering::Relaxed);
+    join.join().unwrap();
+
+    assert!(!stacks.is_empty(), "no capture succeeded");
+    for frames in &stacks {
+        assert!(
+            frames
+                .iter()
+                .any(|f| f.function.contains("spin_in_the_culprit")),
+            "culprit missing from {frames:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_sleeping_thread_shows_a_sleep_frame() {
+    let (handle, stop, join) = start(|stop| {
+        while !stop.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let stacks = capture_frames(&handle);
+    stop.store(true, Ordering::Relaxed);
+    join.join().unwrap();
+
+    assert!(!stacks.is_empty(), "no capture succeeded");
+    let with_sleep = stacks
+        .iter()
+        .filter(|frames| frames.iter().any(|f| f.function.contains("sleep")))
+        .count();
+    // The thread is between two sleeps for a few microseconds of every 20 ms.
+    assert!(
+        with_sleep >= stacks.len() - 1,
+        "no sleep frame in {stacks:#?}"
+    );
+}
