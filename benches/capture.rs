@@ -164,7 +164,10 @@ fn main() {
     println!();
     println!("| symbolizer | value |");
     println!("|---|---|");
-    println!("| first call (cold) | {:.1} ms |", first.as_secs_f64() * 1e3);
+    println!(
+        "| first call (cold) | {:.1} ms |",
+        first.as_secs_f64() * 1e3
+    );
     println!(
         "| RSS growth on first call | {} KiB ({} -> {} KiB) |",
         rss_after.saturating_sub(rss_before),

@@ -111,7 +111,15 @@ fn nothing_allocates_while_a_thread_is_frozen() {
     target.join().unwrap();
 
     assert!(ok >= 290, "only {ok} of 300 captures succeeded");
-    assert_eq!(WINDOWS.load(Ordering::SeqCst), ok, "one frozen window per capture");
-    assert_eq!(IN_FROZEN_WINDOW.load(Ordering::SeqCst), 0, "allocations while frozen");
+    assert_eq!(
+        WINDOWS.load(Ordering::SeqCst),
+        ok,
+        "one frozen window per capture"
+    );
+    assert_eq!(
+        IN_FROZEN_WINDOW.load(Ordering::SeqCst),
+        0,
+        "allocations while frozen"
+    );
     assert_eq!(allocations_in_capture, 0, "extra allocations by capture()");
 }

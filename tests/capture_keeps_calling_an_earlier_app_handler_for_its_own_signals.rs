@@ -50,7 +50,10 @@ fn the_app_handler_gets_its_own_signals_and_never_a_capture() {
     }
     assert_eq!(wait_for_calls(3), 3);
     // SAFETY: pthread_self is this live thread.
-    assert_eq!(unsafe { libc::pthread_kill(libc::pthread_self(), signal) }, 0);
+    assert_eq!(
+        unsafe { libc::pthread_kill(libc::pthread_self(), signal) },
+        0
+    );
     assert_eq!(wait_for_calls(4), 4);
 
     // Captures of a busy thread do not reach it.
@@ -64,7 +67,14 @@ fn the_app_handler_gets_its_own_signals_and_never_a_capture() {
         while !flag.load(Ordering::Relaxed) {
             let want = mask_flag.load(Ordering::Relaxed);
             if want != is_masked {
-                block_signal(if want { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK }, signal);
+                block_signal(
+                    if want {
+                        libc::SIG_BLOCK
+                    } else {
+                        libc::SIG_UNBLOCK
+                    },
+                    signal,
+                );
                 is_masked = want;
             }
             std::hint::spin_loop();
@@ -79,12 +89,55 @@ fn the_app_handler_gets_its_own_signals_and_never_a_capture() {
     // A capture that timed out on the masked thread is delivered when it unmasks: still ours.
     masked.store(true, Ordering::Relaxed);
     thread::sleep(Duration::from_millis(50));
-    assert_eq!(capturer.capture(&handle).unwrap_err(), CaptureStatus::Timeout);
+    assert_eq!(
+        capturer.capture(&handle).unwrap_err(),
+        CaptureStatus::Timeout
+    );
     masked.store(false, Ordering::Relaxed);
     thread::sleep(Duration::from_millis(50));
-    assert_eq!(wait_for_calls(4), 4, "a late capture signal reached the app handler");
+    assert_eq!(
+        wait_for_calls(4),
+        4,
+        "a late capture signal reached the app handler"
+    );
     assert!(capturer.capture(&handle).is_ok());
 
     stop.store(true, Ordering::Relaxed);
     target.join().unwrap();
+}
+
+static SIGINFO_VALUE: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn app_siginfo_handler(
+    _signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _context: *mut libc::c_void,
+) {
+    // SAFETY: the kernel passes a valid siginfo_t for an SA_SIGINFO handler.
+    let value = unsafe { (*info).si_value().sival_ptr } as usize;
+    SIGINFO_VALUE.store(value, Ordering::SeqCst);
+}
+
+#[test]
+fn an_sa_siginfo_app_handler_gets_its_own_payload() {
+    let signal = default_signal() + 1;
+    // SAFETY: zeroed sigaction filled in below; the handler is async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = app_siginfo_handler as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(libc::sigaction(signal, &action, std::ptr::null_mut()), 0);
+    }
+    let _capturer = StackCapturer::new(signal).unwrap();
+    let value = libc::sigval {
+        sival_ptr: 0xC0FFEE as *mut libc::c_void,
+    };
+    // SAFETY: queues a signal with a payload to our own process.
+    assert_eq!(unsafe { libc::sigqueue(libc::getpid(), signal, value) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while SIGINFO_VALUE.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(SIGINFO_VALUE.load(Ordering::SeqCst), 0xC0FFEE);
 }

@@ -13,11 +13,14 @@ fn sleeping_poll_is_reported_while_it_sleeps() {
     let (rt, agent) = support::runtime(Duration::from_millis(100));
     let agent = Arc::new(agent);
     let inside = agent.clone();
-    let (spawn_line, task) = (support::here(), rt.spawn(async move {
-        std::thread::sleep(Duration::from_millis(300));
-        // Still inside the same poll: the report must exist already.
-        inside.stalls()
-    }));
+    let (spawn_line, task) = (
+        support::here(),
+        rt.spawn(async move {
+            std::thread::sleep(Duration::from_millis(300));
+            // Still inside the same poll: the report must exist already.
+            inside.stalls()
+        }),
+    );
     let during = rt.block_on(task).unwrap();
     assert_eq!(during.len(), 1, "{during:#?}");
     let r = &during[0];
@@ -25,10 +28,15 @@ fn sleeping_poll_is_reported_while_it_sleeps() {
     assert_eq!(r.kind, StallKind::OffCpu, "{r:#?}");
     if support::HOOKED {
         assert_eq!(r.detection, Detection::PollHook);
-        assert!(r.spawned_at.as_deref().unwrap().starts_with(&spawn_line), "{r:#?} vs {spawn_line}");
+        assert!(
+            r.spawned_at.as_deref().unwrap().starts_with(&spawn_line),
+            "{r:#?} vs {spawn_line}"
+        );
         assert!(r.task_id.is_some());
     }
-    let after = support::wait_for(&agent, Duration::from_secs(2), |s| s.iter().all(|r| !r.ongoing));
+    let after = support::wait_for(&agent, Duration::from_secs(2), |s| {
+        s.iter().all(|r| !r.ongoing)
+    });
     assert_eq!(after.len(), 1, "exactly one report per episode: {after:#?}");
     assert!(!after[0].ongoing);
     assert!(after[0].duration_ms >= 290.0, "{:#?}", after[0]);

@@ -19,6 +19,7 @@ const RUNTIME_PREFIXES: &[&str] = &[
     "std::sys::backtrace::",
     "std::rt::",
     "core::ops::function::",
+    "core::pin::",
     "alloc::boxed::",
     "pollwatch::",
 ];

@@ -5,6 +5,7 @@
 mod cpu;
 mod episode;
 mod poll_hook;
+mod probe;
 mod reporter;
 
 use std::sync::atomic::{AtomicBool, Ordering::*};
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use self::episode::Episodes;
 use self::poll_hook::PollHookDetector;
+use self::probe::Probe;
 use self::reporter::Reporter;
 use crate::capture::StackCapturer;
 use crate::state::{Mode, Shared};
@@ -89,10 +91,16 @@ impl Drop for Watchdog {
     }
 }
 
-fn run(shared: &Shared, handle: tokio::runtime::Handle, mut episodes: Episodes, stop: &AtomicBool) {
+fn run(
+    shared: &Arc<Shared>,
+    handle: tokio::runtime::Handle,
+    mut episodes: Episodes,
+    stop: &AtomicBool,
+) {
     let tick_len = shared.config.watchdog_tick;
     let mut poll_hook =
         (shared.mode == Mode::Hooked).then(|| PollHookDetector::new(Some(handle.clone())));
+    let mut lag_probe = Probe::start(shared, &handle);
     let mut last = Instant::now();
     let mut lost = Duration::ZERO;
     while !stop.load(Acquire) {
@@ -117,5 +125,7 @@ fn run(shared: &Shared, handle: tokio::runtime::Handle, mut episodes: Episodes, 
         if let Some(d) = &mut poll_hook {
             d.tick(shared, &tick, &mut episodes);
         }
+        // In hooked mode the poll slots already name the stuck task; the probe only measures.
+        let _probe_waiting = lag_probe.tick(shared);
     }
 }

@@ -18,7 +18,11 @@ pub fn runtime_with(builder: pollwatch::Builder) -> (tokio::runtime::Runtime, Ag
 }
 
 /// Waits (bounded) until `pred` holds for the agent's reports; returns them.
-pub fn wait_for(agent: &Agent, limit: Duration, pred: impl Fn(&[StallReport]) -> bool) -> Vec<StallReport> {
+pub fn wait_for(
+    agent: &Agent,
+    limit: Duration,
+    pred: impl Fn(&[StallReport]) -> bool,
+) -> Vec<StallReport> {
     let start = Instant::now();
     loop {
         let stalls = agent.stalls();
