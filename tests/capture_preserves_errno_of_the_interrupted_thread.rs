@@ -4,12 +4,17 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use pollwatch::capture::{default_signal, StackCapturer, ThreadHandle};
 
 const MARKER: libc::c_int = 4242;
+const ROUNDS: usize = 300;
 
-static CAPTURES: AtomicUsize = AtomicUsize::new(0);
+/// Rounds the watchdog has finished (a capture each).
+static ROUND: AtomicUsize = AtomicUsize::new(0);
+/// Rounds the target is ready for: errno set to the marker, spinning without system calls.
+static ARMED: AtomicUsize = AtomicUsize::new(0);
 
 #[test]
 fn errno_is_the_same_after_a_capture() {
@@ -21,11 +26,12 @@ fn errno_is_the_same_after_a_capture() {
         tx.send(ThreadHandle::current()).unwrap();
         let (mut checked, mut clobbered) = (0, 0);
         while !flag.load(Ordering::Relaxed) {
+            let round = ROUND.load(Ordering::SeqCst);
             // SAFETY: __errno_location is this thread's errno.
             unsafe { *libc::__errno_location() = MARKER };
-            let seen = CAPTURES.load(Ordering::SeqCst);
-            // No system call in here: only a capture can change errno.
-            while CAPTURES.load(Ordering::SeqCst) == seen && !flag.load(Ordering::Relaxed) {
+            ARMED.store(round + 1, Ordering::SeqCst);
+            // No system call in here: only the capture can touch errno.
+            while ROUND.load(Ordering::SeqCst) == round && !flag.load(Ordering::Relaxed) {
                 std::hint::spin_loop();
             }
             // SAFETY: as above.
@@ -38,16 +44,21 @@ fn errno_is_the_same_after_a_capture() {
     });
     let handle = rx.recv().unwrap();
     let mut ok = 0;
-    for _ in 0..300 {
+    for round in 0..ROUNDS {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ARMED.load(Ordering::SeqCst) != round + 1 {
+            assert!(Instant::now() < deadline, "target stopped arming");
+            thread::yield_now();
+        }
         if capturer.capture(&handle).is_ok() {
             ok += 1;
         }
-        CAPTURES.fetch_add(1, Ordering::SeqCst);
+        ROUND.store(round + 1, Ordering::SeqCst);
     }
     stop.store(true, Ordering::Relaxed);
     let (checked, clobbered) = target.join().unwrap();
-    assert!(ok >= 290, "{ok} of 300 captures succeeded");
-    assert!(checked >= 250, "only {checked} captures were checked");
+    assert!(ok >= ROUNDS - 10, "{ok} of {ROUNDS} captures succeeded");
+    assert!(checked >= ROUNDS, "only {checked} captures were checked");
     assert_eq!(
         clobbered, 0,
         "errno changed by {clobbered} of {checked} captures"

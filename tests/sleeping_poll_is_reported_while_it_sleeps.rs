@@ -13,14 +13,12 @@ fn sleeping_poll_is_reported_while_it_sleeps() {
     let (rt, agent) = support::runtime(Duration::from_millis(100));
     let agent = Arc::new(agent);
     let inside = agent.clone();
-    let (spawn_line, task) = (
-        support::here(),
-        rt.spawn(async move {
-            std::thread::sleep(Duration::from_millis(300));
-            // Still inside the same poll: the report must exist already.
-            inside.stalls()
-        }),
-    );
+    let spawn_line = support::next_line(file!(), line!());
+    let task = rt.spawn(async move {
+        std::thread::sleep(Duration::from_millis(300));
+        // Still inside the same poll: the report must exist already.
+        inside.stalls()
+    });
     let during = rt.block_on(task).unwrap();
     assert_eq!(during.len(), 1, "{during:#?}");
     let r = &during[0];

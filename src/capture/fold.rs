@@ -49,6 +49,7 @@ const RUNTIME_FILES: &[&str] = &[
     "/library/core/src/ops/function.rs",
     "/library/std/src/sys/backtrace.rs",
     "/library/std/src/thread/local.rs",
+    "/library/std/src/thread/lifecycle.rs",
     "/library/std/src/rt.rs",
     "/library/alloc/src/boxed.rs",
 ];
@@ -59,7 +60,10 @@ const OWN_SOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
 /// Whether a frame is runtime machinery rather than the application's code.
 fn is_runtime(frame: &Frame) -> bool {
     let name = frame.function.trim_start_matches('<');
-    if RUNTIME_PREFIXES.iter().any(|p| name.starts_with(p)) || RUNTIME_NAMES.contains(&name) {
+    if RUNTIME_PREFIXES.iter().any(|p| name.starts_with(p))
+        || RUNTIME_NAMES.contains(&name)
+        || name.ends_with("::thread_start")
+    {
         return true;
     }
     let Some(file) = frame.file.as_deref() else {

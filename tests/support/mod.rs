@@ -33,12 +33,64 @@ pub fn wait_for(
     }
 }
 
-/// `file:line` of the caller, to compare with `spawned_at` (which adds a column).
-#[track_caller]
-pub fn here() -> String {
-    let l = std::panic::Location::caller();
-    format!("{}:{}:", l.file(), l.line())
+/// `file:line:` of the line after `line`, to compare with `spawned_at` (which adds a
+/// column). Tests write `let spawn_line = support::next_line(file!(), line!());` right
+/// above their `spawn`.
+pub fn next_line(file: &str, line: u32) -> String {
+    format!("{}:{}:", file, line + 1)
 }
 
 /// True in the hooked build, where reports carry task ids and spawn locations.
 pub const HOOKED: bool = cfg!(tokio_unstable);
+
+/// Checks what every "stall caught while it runs" test checks: exactly one report, seen from
+/// inside the blocking poll (`during`), of the expected kind, at the test's spawn line.
+pub fn assert_one_ongoing_report(
+    during: &[StallReport],
+    kind: pollwatch::StallKind,
+    spawn_line: &str,
+) {
+    assert_eq!(
+        during.len(),
+        1,
+        "exactly one report while running: {during:#?}"
+    );
+    let r = &during[0];
+    assert!(
+        r.ongoing,
+        "the report exists while the poll still runs: {r:#?}"
+    );
+    assert_eq!(r.kind, kind, "{r:#?}");
+    if HOOKED {
+        assert_eq!(r.detection, pollwatch::Detection::PollHook, "{r:#?}");
+        let at = r.spawned_at.as_deref().expect("spawn location");
+        assert!(
+            at.starts_with(spawn_line),
+            "spawned at {at}, expected {spawn_line}"
+        );
+        assert!(r.task_id.is_some(), "{r:#?}");
+    }
+}
+
+/// After the poll returned: still exactly one report, now complete.
+pub fn assert_completed(agent: &Agent, min_ms: f64) -> StallReport {
+    let after = wait_for(agent, Duration::from_secs(3), |s| {
+        s.iter().all(|r| !r.ongoing)
+    });
+    assert_eq!(after.len(), 1, "one report per episode: {after:#?}");
+    let r = after[0].clone();
+    assert!(!r.ongoing, "{r:#?}");
+    assert!(r.duration_ms >= min_ms, "{r:#?}");
+    r
+}
+
+/// Spins on the CPU for `d` (bounded).
+#[inline(never)]
+pub fn busy_for(d: Duration) -> u64 {
+    let start = Instant::now();
+    let mut x = 0u64;
+    while start.elapsed() < d {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+    x
+}

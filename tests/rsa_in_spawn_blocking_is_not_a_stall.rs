@@ -1,0 +1,28 @@
+//! The right way to do it: RSA key generation in `spawn_blocking` blocks no worker, and
+//! pollwatch reports nothing.
+
+mod support;
+
+use std::time::Duration;
+
+#[test]
+fn rsa_in_spawn_blocking_is_not_a_stall() {
+    let (rt, agent) = support::runtime(Duration::from_millis(30));
+    rt.block_on(async {
+        for _ in 0..3 {
+            tokio::task::spawn_blocking(|| {
+                let mut rng = rand::thread_rng();
+                rsa::RsaPrivateKey::new(&mut rng, 2048).expect("key")
+            })
+            .await
+            .unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        agent.stall_summary().stalls_total,
+        0,
+        "{:#?}",
+        agent.stalls()
+    );
+}
