@@ -1,5 +1,7 @@
 //! The handler makes system calls (futex, clock_gettime, gettid) that may set `errno`; the
-//! interrupted code must find its own `errno` unchanged after every capture.
+//! interrupted code must find its own `errno` unchanged after every capture. A few rounds
+//! stall the watchdog inside the frozen window, so the handler also takes its deadline path,
+//! where its futex wait always ends in `ETIMEDOUT`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -15,9 +17,18 @@ const ROUNDS: usize = 300;
 static ROUND: AtomicUsize = AtomicUsize::new(0);
 /// Rounds the target is ready for: errno set to the marker, spinning without system calls.
 static ARMED: AtomicUsize = AtomicUsize::new(0);
+/// Makes the watchdog sleep past the handler's deadline inside the frozen window.
+static STALL_WATCHDOG: AtomicBool = AtomicBool::new(false);
+
+fn frozen_window(frozen: bool) {
+    if frozen && STALL_WATCHDOG.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(250));
+    }
+}
 
 #[test]
 fn errno_is_the_same_after_a_capture() {
+    assert!(pollwatch::capture::__set_frozen_window_hook(frozen_window));
     let mut capturer = StackCapturer::new(default_signal()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
@@ -50,9 +61,13 @@ fn errno_is_the_same_after_a_capture() {
             assert!(Instant::now() < deadline, "target stopped arming");
             thread::yield_now();
         }
-        if capturer.capture(&handle).is_ok() {
-            ok += 1;
+        let stall = round % 100 == 50;
+        STALL_WATCHDOG.store(stall, Ordering::SeqCst);
+        match capturer.capture(&handle) {
+            Ok(_) => ok += 1,
+            Err(status) => assert!(stall, "round {round}: {status:?}"),
         }
+        STALL_WATCHDOG.store(false, Ordering::SeqCst);
         ROUND.store(round + 1, Ordering::SeqCst);
     }
     stop.store(true, Ordering::Relaxed);

@@ -32,7 +32,7 @@ fn thousands_of_captures_of_a_panicking_allocating_backtracing_thread() {
             let v: Vec<u64> = vec![n as u64; n % 1024 + 1];
             n = n.wrapping_add(black_box(v).len());
             if n % 4 == 0 {
-                black_box(Backtrace::force_capture());
+                drop(black_box(Backtrace::force_capture()));
             }
             counter.fetch_add(1, Ordering::Relaxed);
         }

@@ -50,18 +50,20 @@ impl CpuShare {
         })
     }
 
-    /// `cpu` when the thread ran at least half the time, else `off_cpu`.
+    /// `cpu` when the thread wanted the CPU (ran, or waited to run) at least half the time,
+    /// else `off_cpu`. A busy loop sharing a core with other work is still a busy loop.
     pub(crate) fn kind(&self) -> StallKind {
-        if self.on_cpu >= 0.5 {
+        if self.on_cpu + self.runqueue >= 0.5 {
             StallKind::Cpu
         } else {
             StallKind::OffCpu
         }
     }
 
-    /// The thread wanted the CPU more than it had it: the host starved it.
+    /// The thread hardly ran at all while it waited to run: the host starved it, which is
+    /// not its future's fault.
     pub(crate) fn starved(&self) -> bool {
-        self.runqueue > 0.5 && self.runqueue > self.on_cpu
+        self.runqueue > 0.5 && self.on_cpu < 0.1
     }
 }
 

@@ -221,15 +221,19 @@ impl Backend {
             framehop::x86_64::UnwindRegsX86_64::new(pc, sp, fp)
         };
         #[cfg(target_arch = "aarch64")]
-        let regs = framehop::aarch64::UnwindRegsAarch64::new_with_ptr_auth_mask(
-            // Strips pointer-authentication bits from signed return addresses.
-            framehop::aarch64::PtrAuthMask::from_max_known_address(
-                self.unwinder.max_known_code_address(),
-            ),
-            lr,
-            sp,
-            fp,
-        );
+        let regs = {
+            use framehop::aarch64::{PtrAuthMask, UnwindRegsAarch64};
+            // Strips pointer-authentication bits from signed return addresses (the bits
+            // above the highest module address).
+            let max = self.unwinder.max_known_code_address();
+            let mask = if max == 0 {
+                PtrAuthMask::new_no_strip()
+            } else {
+                PtrAuthMask::from_max_known_address(max)
+            };
+            // The pc is exact; lr holds the caller while the leaf has not saved it yet.
+            UnwindRegsAarch64::new_with_ptr_auth_mask(mask, lr, sp, fp)
+        };
         let mut frames = self
             .unwinder
             .iter_frames(pc, regs, &mut self.cache, &mut read_stack);
