@@ -76,6 +76,8 @@ fn nothing_allocates_while_a_thread_is_frozen() {
     assert_eq!(IN_FROZEN_WINDOW.swap(0, Ordering::SeqCst), 1);
 
     let mut capturer = StackCapturer::new(default_signal()).unwrap();
+    // Generous: a loaded CI machine may take a while to schedule the target.
+    capturer.set_timeout(Duration::from_secs(1));
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     let flag = stop.clone();

@@ -28,6 +28,8 @@ fn a_blocking_read_returns_its_byte_after_being_captured() {
     thread::sleep(Duration::from_millis(100));
 
     let mut capturer = StackCapturer::new(default_signal()).unwrap();
+    // Generous: a loaded CI machine may take a while to schedule the target.
+    capturer.set_timeout(Duration::from_secs(1));
     let mut symbolizer = Symbolizer::new();
     for _ in 0..3 {
         let stack = capturer

@@ -42,6 +42,8 @@ fn the_app_handler_gets_its_own_signals_and_never_a_capture() {
     let previous = unsafe { libc::signal(signal, app_handler as *const () as libc::sighandler_t) };
     assert_ne!(previous, libc::SIG_ERR);
     let mut capturer = StackCapturer::new(signal).unwrap();
+    // Generous: a loaded CI machine may take a while to schedule the target.
+    capturer.set_timeout(Duration::from_secs(1));
 
     // Process-directed and thread-directed signals of the application still arrive.
     for _ in 0..3 {
@@ -89,6 +91,7 @@ fn the_app_handler_gets_its_own_signals_and_never_a_capture() {
     // A capture that timed out on the masked thread is delivered when it unmasks: still ours.
     masked.store(true, Ordering::Relaxed);
     thread::sleep(Duration::from_millis(50));
+    capturer.set_timeout(Duration::from_millis(50));
     assert_eq!(
         capturer.capture(&handle).unwrap_err(),
         CaptureStatus::Timeout

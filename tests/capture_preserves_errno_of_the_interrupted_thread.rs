@@ -30,6 +30,8 @@ fn frozen_window(frozen: bool) {
 fn errno_is_the_same_after_a_capture() {
     assert!(pollwatch::capture::__set_frozen_window_hook(frozen_window));
     let mut capturer = StackCapturer::new(default_signal()).unwrap();
+    // Generous: a loaded CI machine may take a while to schedule the target.
+    capturer.set_timeout(Duration::from_secs(1));
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     let flag = stop.clone();

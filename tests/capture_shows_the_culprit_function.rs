@@ -38,6 +38,8 @@ fn start(
 /// Captures `thread` a few times and returns the symbolized frames of every success.
 fn capture_frames(thread: &ThreadHandle) -> Vec<Vec<Frame>> {
     let mut capturer = StackCapturer::new(default_signal()).unwrap();
+    // Generous: a loaded CI machine may take a while to schedule the target.
+    capturer.set_timeout(Duration::from_secs(1));
     let mut symbolizer = Symbolizer::new();
     thread::sleep(Duration::from_millis(50));
     (0..5)

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
+use std::time::Duration;
 
 use pollwatch::capture::{default_signal, StackCapturer, ThreadHandle};
 
@@ -31,6 +32,7 @@ fn watchdogs_on_the_same_and_different_signals_capture_concurrently() {
             let handle = targets[i % 2].0;
             thread::spawn(move || {
                 let mut capturer = StackCapturer::new(signal).unwrap();
+                capturer.set_timeout(Duration::from_secs(1));
                 (0..200)
                     .filter(|_| capturer.capture(&handle).is_ok())
                     .count()

@@ -70,32 +70,19 @@ pub struct Frame {
 /// Made once on the thread itself (tokio's `on_thread_start`, or its first poll), because the
 /// stack bounds can only be asked for from there, and asking allocates. Cheap to copy.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(
+    not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )),
+    allow(dead_code) // only the Linux back-end reads the stack bounds
+)]
 pub struct ThreadHandle {
     tid: i32,
     /// `pthread_self()`: tells the thread apart from a later one that reuses the tid.
-    #[cfg_attr(
-        not(all(
-            target_os = "linux",
-            any(target_arch = "x86_64", target_arch = "aarch64")
-        )),
-        allow(dead_code)
-    )]
     pthread: usize,
-    #[cfg_attr(
-        not(all(
-            target_os = "linux",
-            any(target_arch = "x86_64", target_arch = "aarch64")
-        )),
-        allow(dead_code)
-    )]
+    /// `[stack_lo, stack_hi)`: the only memory of the target the walk may read.
     stack_lo: usize,
-    #[cfg_attr(
-        not(all(
-            target_os = "linux",
-            any(target_arch = "x86_64", target_arch = "aarch64")
-        )),
-        allow(dead_code)
-    )]
     stack_hi: usize,
 }
 

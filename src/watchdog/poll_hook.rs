@@ -101,11 +101,15 @@ impl PollHookDetector {
                 continue;
             }
             let thread = w.thread.as_ref();
+            let worker = worker_index(self.handle.as_ref(), thread);
+            if in_block_in_place(self.handle.as_ref(), worker) {
+                continue;
+            }
             w.episode = Some(episodes.open(Suspect {
                 detection: Detection::PollHook,
                 thread: thread.map(|t| t.handle),
                 thread_name: thread.map(|t| t.name.clone()).unwrap_or_default(),
-                worker: worker_index(self.handle.as_ref(), thread),
+                worker,
                 task_id: Some(view.task_id),
                 spawned_at: shared.callsites.location(view.callsite),
                 stuck_for: age,
@@ -121,6 +125,28 @@ fn elapsed(shared: &Shared, start: u64, end: u64) -> Duration {
         return Duration::ZERO;
     }
     Duration::from_nanos(shared.clock.delta_as_nanos(start, end))
+}
+
+/// `block_in_place` hands the worker's core to a new thread and leaves the caller in its
+/// poll, which is allowed blocking. tokio records which thread runs each worker, so a
+/// polling thread of a multi-thread runtime that runs no worker (while every worker has a
+/// thread) is inside `block_in_place`.
+fn in_block_in_place(handle: Option<&tokio::runtime::Handle>, worker: Option<usize>) -> bool {
+    #[cfg(tokio_unstable)]
+    {
+        let Some(handle) = handle else { return false };
+        if worker.is_some() || handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return false;
+        }
+        let metrics = handle.metrics();
+        (0..metrics.num_workers()).all(|w| metrics.worker_thread_id(w).is_some())
+    }
+    #[cfg(not(tokio_unstable))]
+    {
+        let _ = (handle, worker);
+        false
+    }
 }
 
 /// The runtime's worker index of a thread (tokio exposes the mapping under `tokio_unstable`).

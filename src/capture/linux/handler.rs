@@ -23,9 +23,9 @@ pub(super) const FROZEN: u32 = 3;
 pub(super) const DONE: u32 = 4;
 
 /// The handler was released by the watchdog.
-pub(super) const OUTCOME_RELEASED: u32 = 0;
+const OUTCOME_RELEASED: u32 = 0;
 /// The handler gave up waiting: the watchdog was too slow and whatever it read is suspect.
-pub(super) const OUTCOME_DEADLINE: u32 = 1;
+const OUTCOME_DEADLINE: u32 = 1;
 /// The signal reached a thread that is not the one the request was made for (its tid was
 /// reused after the original thread exited).
 pub(super) const OUTCOME_WRONG_THREAD: u32 = 2;

@@ -15,8 +15,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use handler::{
-    futex_wait, futex_wake, word, CAPTURING, DONE, FROZEN, IDLE, OUTCOME_DEADLINE,
-    OUTCOME_WRONG_THREAD, REQUESTED, SLOT,
+    futex_wait, futex_wake, word, CAPTURING, DONE, FROZEN, IDLE, OUTCOME_WRONG_THREAD, REQUESTED,
+    SLOT,
 };
 
 use super::{CaptureStatus, RawStack, ThreadHandle};
@@ -171,7 +171,7 @@ impl Backend {
 
         // Wait for the handler to return, so that the slot is free and the pause known.
         let frozen = word(generation, FROZEN);
-        let last = wait_while(|w| w == frozen || w == capturing, Instant::now() + timeout);
+        let last = wait_while(|w| w == frozen || w == capturing, grace);
         let done = last == word(generation, DONE);
         let outcome = SLOT.outcome.load(Ordering::Relaxed);
         let Some(n) = walked else {
@@ -181,9 +181,6 @@ impl Backend {
                 CaptureStatus::Failed
             });
         };
-        if done && outcome == OUTCOME_DEADLINE {
-            return Err(CaptureStatus::Failed);
-        }
         let paused = if done {
             Duration::from_nanos(SLOT.paused_ns.load(Ordering::Relaxed))
         } else {

@@ -1,0 +1,173 @@
+//! What pollwatch's hooks add to every poll: the same yield-heavy workload (2 workers, 1 000
+//! tasks × 300 `yield_now`, 301 000 polls; DESIGN §6) on a plain tokio runtime and on
+//! runtimes built through pollwatch.
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg tokio_unstable" CARGO_TARGET_DIR=target/unstable cargo bench --bench hooks
+//! ```
+//!
+//! Under `--cfg tokio_unstable` the pollwatch runtimes are hooked mode: poll, spawn and
+//! terminate hooks on every task, plus the watchdog thread. On stable tokio those hooks do
+//! not exist, so the same rows measure attach mode (thread hooks, watchdog and probe); the
+//! bench says which one it measured.
+//!
+//! Two measurements:
+//! 1. criterion, one group with a row per runtime (throughput in polls per second);
+//! 2. then a table of interleaved runs (every round runs every runtime once, in a rotating
+//!    order, so drift on a shared machine hits all of them alike): ns/poll medians, the
+//!    median of the per-round differences to the plain runtime, and the throughput ratio.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use pollwatch::{Agent, Mode};
+use tokio::runtime::Runtime;
+
+const WORKERS: usize = 2;
+const TASKS: usize = 1_000;
+const YIELDS: usize = 300;
+/// Each task is polled once per `yield_now` (which returns `Pending` once) plus once to finish.
+const POLLS: u64 = (TASKS * (YIELDS + 1)) as u64;
+/// Interleaved rounds in a `cargo bench` run (one in `cargo test --benches`).
+const ROUNDS: usize = 60;
+
+struct Subject {
+    name: &'static str,
+    runtime: Runtime,
+    _agent: Option<Agent>,
+}
+
+fn tokio_builder() -> tokio::runtime::Builder {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.worker_threads(WORKERS).enable_all();
+    b
+}
+
+fn subjects() -> (Vec<Subject>, Mode) {
+    let plain = Subject {
+        name: "tokio, no pollwatch",
+        runtime: tokio_builder().build().expect("runtime"),
+        _agent: None,
+    };
+    let with = |name, builder: pollwatch::Builder| {
+        let (runtime, agent) = builder
+            .build_runtime(&mut tokio_builder())
+            .expect("pollwatch starts");
+        (
+            agent.mode(),
+            Subject {
+                name,
+                runtime,
+                _agent: Some(agent),
+            },
+        )
+    };
+    let (mode, full) = with("pollwatch (defaults)", Agent::builder());
+    let (_, no_stacks) = with("pollwatch, stacks(false)", Agent::builder().stacks(false));
+    let (_, disabled) = with("pollwatch, enabled(false)", Agent::builder().enabled(false));
+    (vec![plain, full, no_stacks, disabled], mode)
+}
+
+/// Runs the workload once; returns its wall time (spawning included, runtime start not).
+fn workload(rt: &Runtime) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                tokio::spawn(async {
+                    for _ in 0..YIELDS {
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task completes");
+        }
+        black_box(start.elapsed())
+    })
+}
+
+fn ns_per_poll(d: Duration) -> f64 {
+    d.as_nanos() as f64 / POLLS as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let (subjects, mode) = subjects();
+    match mode {
+        Mode::Hooked => println!(
+            "pollwatch rows: hooked mode (--cfg tokio_unstable): poll/spawn/terminate hooks on \
+             every task + watchdog"
+        ),
+        _ => println!(
+            "pollwatch rows: {} mode. This build has no tokio task hooks (build with \
+             RUSTFLAGS=\"--cfg tokio_unstable\" to measure them); the comparison below measures \
+             attach mode's overhead: thread hooks, watchdog and probe.",
+            mode.as_str()
+        ),
+    }
+    println!(
+        "workload: {WORKERS} workers, {TASKS} tasks x {YIELDS} yield_now = {POLLS} polls per run"
+    );
+
+    let mut c = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .configure_from_args();
+    {
+        let mut group = c.benchmark_group("hooks/yield_heavy");
+        group.throughput(Throughput::Elements(POLLS));
+        for s in &subjects {
+            group.bench_function(s.name, |b| {
+                b.iter_custom(|iters| (0..iters).map(|_| workload(&s.runtime)).sum())
+            });
+        }
+        group.finish();
+    }
+    c.final_summary();
+
+    interleaved(&subjects, if benching { ROUNDS } else { 1 }, mode);
+}
+
+fn interleaved(subjects: &[Subject], rounds: usize, mode: Mode) {
+    for s in subjects {
+        workload(&s.runtime); // warm every runtime's threads and allocator caches
+    }
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); subjects.len()];
+    for round in 0..rounds {
+        for k in 0..subjects.len() {
+            let i = (round + k) % subjects.len();
+            samples[i].push(ns_per_poll(workload(&subjects[i].runtime)));
+        }
+    }
+    let base = median(samples[0].clone());
+    println!(
+        "\ninterleaved: {rounds} rounds, pollwatch rows in {} mode, medians",
+        mode.as_str()
+    );
+    println!("| runtime | ns/poll | added ns/poll (median of per-round differences) | throughput vs plain |");
+    println!("|---|---:|---:|---:|");
+    for (s, v) in subjects.iter().zip(&samples) {
+        let med = median(v.clone());
+        let diffs: Vec<f64> = v.iter().zip(&samples[0]).map(|(a, b)| a - b).collect();
+        println!(
+            "| {} | {med:.1} | {:+.1} | {:.3} |",
+            s.name,
+            median(diffs),
+            base / med
+        );
+    }
+}
