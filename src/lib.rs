@@ -7,6 +7,7 @@ pub mod capture;
 pub mod config;
 mod error;
 mod hooks;
+mod os_thread;
 mod report;
 mod slots;
 mod state;

@@ -56,18 +56,12 @@ impl Watchdog {
             Reporter::spawn(shared.clone(), shared.config.warm_up_symbols)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("pollwatch-watchdog".into())
-            .spawn(move || {
-                let episodes = Episodes::new(shared.clone(), capturer, reporter);
-                run(&shared, handle, episodes, &flag);
-                // `episodes` (and with it the reporter's queue) is gone: the symbolizer ends.
-                let _ = reporter_thread.join();
-            })
-            .map_err(|source| Error::Thread {
-                name: "pollwatch-watchdog",
-                source,
-            })?;
+        let thread = crate::os_thread::spawn_named("pollwatch-watchdog", move || {
+            let episodes = Episodes::new(shared.clone(), capturer, reporter);
+            run(&shared, handle, episodes, &flag);
+            // `episodes` (and with it the reporter's queue) is gone: the symbolizer ends.
+            let _ = reporter_thread.join();
+        })?;
         Ok(Watchdog {
             stop,
             thread: Some(thread),

@@ -47,13 +47,8 @@ impl Reporter {
     ) -> Result<(Reporter, JoinHandle<()>), Error> {
         let (tx, rx) = sync_channel(QUEUE);
         let s = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("pollwatch-symbolizer".into())
-            .spawn(move || run(s, rx, warm_up))
-            .map_err(|source| Error::Thread {
-                name: "pollwatch-symbolizer",
-                source,
-            })?;
+        let thread =
+            crate::os_thread::spawn_named("pollwatch-symbolizer", move || run(s, rx, warm_up))?;
         Ok((Reporter { tx, shared }, thread))
     }
 
