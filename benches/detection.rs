@@ -1,0 +1,67 @@
+//! How soon after a poll passes the threshold is its stall visible in `agent.stalls()`?
+//!
+//! DESIGN §6 bar: no later than threshold + one watchdog tick, p99 over 100 injected stalls.
+//! Each injected stall is a task that spins and, from inside its own poll, watches the
+//! agent's total until its report appears; the latency is the time from the poll's start to
+//! that moment, minus the threshold.
+//!
+//! Run: `RUSTFLAGS="--cfg tokio_unstable" cargo bench --bench detection` (hooked mode), or
+//! without RUSTFLAGS for attach mode.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const STALLS: usize = 100;
+const THRESHOLD: Duration = Duration::from_millis(50);
+const TICK: Duration = Duration::from_millis(10);
+
+fn main() {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.worker_threads(2).enable_all();
+    let (rt, agent) = pollwatch::Agent::builder()
+        .stall_threshold(THRESHOLD)
+        .watchdog_tick(TICK)
+        .max_reports(1)
+        .build_runtime(&mut rt)
+        .expect("agent");
+    let agent = Arc::new(agent);
+    let mut late_ms = Vec::with_capacity(STALLS);
+    let mut missed = 0;
+    for _ in 0..STALLS {
+        let a = agent.clone();
+        let seen = rt.block_on(async move {
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let before = a.stall_summary().stalls_total;
+                while start.elapsed() < Duration::from_secs(2) {
+                    if a.stall_summary().stalls_total > before {
+                        return Some(start.elapsed());
+                    }
+                    std::hint::spin_loop();
+                }
+                None
+            })
+            .await
+            .unwrap()
+        });
+        match seen {
+            Some(d) => late_ms.push(d.saturating_sub(THRESHOLD).as_secs_f64() * 1e3),
+            None => missed += 1,
+        }
+        // Let the episode close before the next one.
+        std::thread::sleep(TICK * 3);
+    }
+    late_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let q = |p: f64| late_ms[((late_ms.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "detection ({:?} mode, threshold {:?}, tick {:?}, {} stalls): after threshold p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; missed {}",
+        agent.mode(),
+        THRESHOLD,
+        TICK,
+        late_ms.len(),
+        q(0.5),
+        q(0.99),
+        late_ms.last().copied().unwrap_or(f64::NAN),
+        missed
+    );
+}
