@@ -117,8 +117,8 @@ fn report(name: &str, run: &Run) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run a short
-    // smoke version then, so that test runs stay fast.
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` passes nothing and must
+    // stay fast, so it only gets this hint.
     if !std::env::args().any(|a| a == "--bench") {
         println!("capture bench: run with `cargo bench --bench capture`");
         return;

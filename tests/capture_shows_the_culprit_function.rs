@@ -1,5 +1,6 @@
 //! A captured stack names the function the thread is stuck in: a busy loop shows the looping
-//! function, a sleeping thread shows a `sleep` frame. Both tests run in parallel, which also
+//! function (also when it is interrupted inside the vDSO's clock), a sleeping thread shows a
+//! `sleep` frame. Both tests run in parallel, which also
 //! exercises the process-wide capture lock.
 
 use std::hint::black_box;
@@ -9,6 +10,20 @@ use std::thread;
 use std::time::Duration;
 
 use pollwatch::capture::{default_signal, Frame, StackCapturer, Symbolizer, ThreadHandle};
+
+/// Spends most of its time inside the kernel's vDSO (`clock_gettime`), which has no file on
+/// disk: the unwinder must still get from there back to this function.
+#[inline(never)]
+fn read_the_clock_in_the_culprit(stop: &AtomicBool) -> u64 {
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..1000 {
+            black_box(std::time::Instant::now());
+        }
+        n += 1;
+    }
+    n
+}
 
 #[inline(never)]
 fn spin_in_the_culprit(stop: &AtomicBool) -> u64 {
@@ -42,7 +57,7 @@ fn capture_frames(thread: &ThreadHandle) -> Vec<Vec<Frame>> {
     capturer.set_timeout(Duration::from_secs(1));
     let mut symbolizer = Symbolizer::new();
     thread::sleep(Duration::from_millis(50));
-    (0..5)
+    (0..20)
         .filter_map(|_| capturer.capture(thread).ok())
         .map(|stack| symbolizer.symbolize(&stack))
         .collect()
@@ -63,6 +78,26 @@ fn a_busy_loop_shows_the_looping_function() {
             frames
                 .iter()
                 .any(|f| f.function.contains("spin_in_the_culprit")),
+            "culprit missing from {frames:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_loop_reading_the_clock_shows_the_looping_function() {
+    let (handle, stop, join) = start(|stop| {
+        black_box(read_the_clock_in_the_culprit(stop));
+    });
+    let stacks = capture_frames(&handle);
+    stop.store(true, Ordering::Relaxed);
+    join.join().unwrap();
+
+    assert!(!stacks.is_empty(), "no capture succeeded");
+    for frames in &stacks {
+        assert!(
+            frames
+                .iter()
+                .any(|f| f.function.contains("read_the_clock_in_the_culprit")),
             "culprit missing from {frames:#?}"
         );
     }

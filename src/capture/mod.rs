@@ -241,7 +241,8 @@ impl StackCapturer {
     }
 
     /// Sets how long a capture waits for the target to answer (default 50 ms). A capture
-    /// returns within about twice this, whatever the target does.
+    /// returns within about twice this, whatever the target does (three times when another
+    /// capturer's capture is in progress).
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
     }
@@ -254,7 +255,8 @@ impl StackCapturer {
     /// - [`CaptureStatus::Timeout`]: the thread did not answer in time (signal masked,
     ///   thread not scheduled) or no longer exists (exited, including a reused thread id);
     /// - [`CaptureStatus::Failed`]: the signal could not be sent, the thread is the caller,
-    ///   or an earlier capture's handler has not returned yet;
+    ///   the watchdog was too slow (the handler's deadline passed), or another capture did
+    ///   not finish in time;
     /// - [`CaptureStatus::Unsupported`]: not Linux on x86_64 or aarch64.
     pub fn capture(&mut self, thread: &ThreadHandle) -> Result<RawStack, CaptureStatus> {
         #[cfg(all(

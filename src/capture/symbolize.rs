@@ -16,6 +16,8 @@ const CACHE_CAPACITY: usize = 4096;
 #[derive(Debug, Default)]
 pub struct Symbolizer {
     cache: HashMap<usize, Vec<Frame>>,
+    /// The vDSO's functions, read on first need (the resolver cannot name them).
+    vdso: Option<Vec<(std::ops::Range<usize>, String)>>,
 }
 
 impl Symbolizer {
@@ -39,16 +41,45 @@ impl Symbolizer {
             // The resolver looks up `address - 1`, the call instruction of a return address.
             // The first ip is the exact interrupted pc, so it must not move back.
             let address = if i == 0 { ip.wrapping_add(1) } else { ip };
-            if self.cache.len() >= CACHE_CAPACITY && !self.cache.contains_key(&address) {
-                self.cache.clear();
+            if !self.cache.contains_key(&address) {
+                if self.cache.len() >= CACHE_CAPACITY {
+                    self.cache.clear();
+                }
+                let resolved = self.resolve_with_vdso(address);
+                self.cache.insert(address, resolved);
             }
-            let resolved = self
-                .cache
-                .entry(address)
-                .or_insert_with(|| resolve(address));
-            frames.extend(resolved.iter().cloned());
+            frames.extend(self.cache[&address].iter().cloned());
         }
         frames
+    }
+
+    /// `resolve`, plus names for the vDSO, which the resolver cannot read.
+    fn resolve_with_vdso(&mut self, address: usize) -> Vec<Frame> {
+        let mut frames = resolve(address);
+        if let [only] = frames.as_mut_slice() {
+            if only.function == "??" {
+                if let Some(name) = self.vdso_name(address.wrapping_sub(1)) {
+                    only.function = name;
+                }
+            }
+        }
+        frames
+    }
+
+    /// The vDSO function containing `address`, like `[vdso] __vdso_clock_gettime`.
+    fn vdso_name(&mut self, address: usize) -> Option<String> {
+        #[cfg(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        ))]
+        let symbols = self.vdso.get_or_insert_with(super::linux::vdso_symbols);
+        #[cfg(not(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        )))]
+        let symbols = self.vdso.get_or_insert_with(Vec::new);
+        let (_, name) = symbols.iter().find(|(range, _)| range.contains(&address))?;
+        Some(format!("[vdso] {name}").trim_end().to_owned())
     }
 }
 

@@ -164,7 +164,10 @@ pub(super) fn install(signal: libc::c_int) -> io::Result<()> {
     unsafe { libc::sigemptyset(&mut action.sa_mask) };
     // SAFETY: `handler` has the SA_SIGINFO signature and is async-signal-safe.
     if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
-        return Err(io::Error::last_os_error());
+        let error = io::Error::last_os_error();
+        // Not installed, so no handler reads the record: a later attempt may start over.
+        chained.recorded.store(false, Ordering::Release);
+        return Err(error);
     }
     Ok(())
 }

@@ -9,9 +9,11 @@
 mod handler;
 mod modules;
 
+pub(super) use modules::vdso_symbols;
+
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use handler::{
@@ -109,7 +111,7 @@ impl Backend {
         if thread.tid <= 0 || thread.tid == handler::gettid() {
             return Err(CaptureStatus::Failed);
         }
-        let _guard = CAPTURE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let _guard = lock_within(Instant::now() + timeout).ok_or(CaptureStatus::Failed)?;
         let deadline = Instant::now() + timeout;
 
         // A handler that started earlier and has not returned still owns the slot.
@@ -246,6 +248,22 @@ impl Backend {
             }
         }
         n
+    }
+}
+
+/// Takes the process-wide capture lock, waiting at most until `deadline` (another agent's
+/// capture holds it for at most a few of its timeouts; a lock inherited locked by a forked
+/// child would never be released).
+fn lock_within(deadline: Instant) -> Option<MutexGuard<'static, ()>> {
+    loop {
+        match CAPTURE_LOCK.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => return Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Err(TryLockError::WouldBlock) => return None,
+        }
     }
 }
 

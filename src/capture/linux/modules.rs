@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use findshlibs::{SharedLibrary, TargetSharedLibrary};
-use object::{Object, ObjectSection};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
 /// framehop over owned copies of `.eh_frame`/`.eh_frame_hdr` (a few hundred KiB per binary),
 /// with the allocation-free cache policy.
@@ -111,4 +111,31 @@ fn vdso_image() -> Option<&'static [u8]> {
     // SAFETY: the vDSO stays mapped, readable and unchanged for the life of the process,
     // and `range` is exactly its mapping.
     Some(unsafe { std::slice::from_raw_parts(base as *const u8, range.end - base) })
+}
+
+/// The vDSO's exported functions as absolute address ranges, then the whole image with an
+/// empty name, for naming frames the symbolizer cannot (it reads files; the vDSO has none).
+pub(in crate::capture) fn vdso_symbols() -> Vec<(Range<usize>, String)> {
+    let Some(image) = vdso_image() else {
+        return Vec::new();
+    };
+    let Ok(file) = object::File::parse(image) else {
+        return Vec::new();
+    };
+    // Symbol addresses are as linked; the image is mapped at `base`.
+    let linked_base = file.segments().map(|s| s.address()).min().unwrap_or(0);
+    let base = image.as_ptr() as u64;
+    let mut symbols: Vec<_> = file
+        .dynamic_symbols()
+        .filter(|symbol| symbol.is_definition() && symbol.size() > 0)
+        .filter_map(|symbol| {
+            let start = (symbol.address().checked_sub(linked_base)? + base) as usize;
+            let name = symbol.name().ok()?.to_owned();
+            Some((start..start + symbol.size() as usize, name))
+        })
+        .collect();
+    // Last, so that it only names what no exported function covers.
+    let whole = image.as_ptr_range();
+    symbols.push((whole.start as usize..whole.end as usize, String::new()));
+    symbols
 }
