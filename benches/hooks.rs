@@ -11,11 +11,22 @@
 //! not exist, so the same rows measure attach mode (thread hooks, watchdog and probe); the
 //! bench says which one it measured.
 //!
+//! Under `--cfg tokio_unstable` two more rows split the cost: tokio with empty
+//! before/after-poll hooks (what tokio's hook dispatch costs by itself), and the same hooks
+//! reading the TSC (`quanta::Clock::raw`, what pollwatch uses) once each.
+//!
 //! Two measurements:
 //! 1. criterion, one group with a row per runtime (throughput in polls per second);
 //! 2. then a table of interleaved runs (every round runs every runtime once, in a rotating
-//!    order, so drift on a shared machine hits all of them alike): ns/poll medians, the
-//!    median of the per-round differences to the plain runtime, and the throughput ratio.
+//!    order, so drift on a shared machine hits all of them alike): wall-clock ns/poll
+//!    medians (the two workers run in parallel, as in DESIGN §6), the median of the
+//!    per-round differences to the plain runtime, the throughput ratio, and the same in
+//!    process CPU time per poll (all threads; robust to other load on the machine).
+//!
+//! `POLLWATCH_BENCH_PROFILE=<seconds>` skips all that and runs only the workload on the
+//! default pollwatch runtime for that long, for a profiler:
+//! `perf record -e cpu-clock -g <bench binary> --bench` (the binary is the
+//! `Executable` line of `cargo bench --bench hooks --no-run`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -44,12 +55,16 @@ fn tokio_builder() -> tokio::runtime::Builder {
     b
 }
 
-fn subjects() -> (Vec<Subject>, Mode) {
-    let plain = Subject {
-        name: "tokio, no pollwatch",
-        runtime: tokio_builder().build().expect("runtime"),
+fn plain(name: &'static str, builder: &mut tokio::runtime::Builder) -> Subject {
+    Subject {
+        name,
+        runtime: builder.build().expect("runtime"),
         _agent: None,
-    };
+    }
+}
+
+fn subjects() -> (Vec<Subject>, Mode) {
+    let plain_row = plain("tokio, no pollwatch", &mut tokio_builder());
     let with = |name, builder: pollwatch::Builder| {
         let (runtime, agent) = builder
             .build_runtime(&mut tokio_builder())
@@ -66,7 +81,41 @@ fn subjects() -> (Vec<Subject>, Mode) {
     let (mode, full) = with("pollwatch (defaults)", Agent::builder());
     let (_, no_stacks) = with("pollwatch, stacks(false)", Agent::builder().stacks(false));
     let (_, disabled) = with("pollwatch, enabled(false)", Agent::builder().enabled(false));
-    (vec![plain, full, no_stacks, disabled], mode)
+    #[cfg_attr(not(tokio_unstable), allow(unused_mut))]
+    let mut all = vec![plain_row, full, no_stacks, disabled];
+    #[cfg(tokio_unstable)]
+    {
+        let mut b = tokio_builder();
+        b.on_before_task_poll(|m| {
+            black_box(m);
+        })
+        .on_after_task_poll(|m| {
+            black_box(m);
+        });
+        all.push(plain("tokio + empty poll hooks", &mut b));
+        let clock = quanta::Clock::new();
+        let after = clock.clone();
+        let mut b = tokio_builder();
+        b.on_before_task_poll(move |_| {
+            black_box(clock.raw());
+        })
+        .on_after_task_poll(move |_| {
+            black_box(after.raw());
+        });
+        all.push(plain("tokio + poll hooks reading the TSC", &mut b));
+    }
+    (all, mode)
+}
+
+/// Process CPU time, all threads.
+fn cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Runs the workload once; returns its wall time (spawning included, runtime start not).
@@ -106,6 +155,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let benching = std::env::args().any(|a| a == "--bench");
     let (subjects, mode) = subjects();
+    if let Ok(secs) = std::env::var("POLLWATCH_BENCH_PROFILE") {
+        let secs: u64 = secs.parse().expect("POLLWATCH_BENCH_PROFILE=<seconds>");
+        let start = Instant::now();
+        let mut runs = 0u64;
+        while start.elapsed() < Duration::from_secs(secs) {
+            workload(&subjects[1].runtime);
+            runs += 1;
+        }
+        println!("profiled {}: {runs} runs", subjects[1].name);
+        return;
+    }
     match mode {
         Mode::Hooked => println!(
             "pollwatch rows: hooked mode (--cfg tokio_unstable): poll/spawn/terminate hooks on \
@@ -146,28 +206,38 @@ fn interleaved(subjects: &[Subject], rounds: usize, mode: Mode) {
     for s in subjects {
         workload(&s.runtime); // warm every runtime's threads and allocator caches
     }
-    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); subjects.len()];
+    // [subject] -> per-round (wall ns/poll, CPU ns/poll)
+    let mut wall: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); subjects.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); subjects.len()];
     for round in 0..rounds {
         for k in 0..subjects.len() {
             let i = (round + k) % subjects.len();
-            samples[i].push(ns_per_poll(workload(&subjects[i].runtime)));
+            let cpu_before = cpu_time();
+            let took = workload(&subjects[i].runtime);
+            wall[i].push(ns_per_poll(took));
+            cpu[i].push(ns_per_poll(cpu_time().saturating_sub(cpu_before)));
         }
     }
-    let base = median(samples[0].clone());
     println!(
         "\ninterleaved: {rounds} rounds, pollwatch rows in {} mode, medians",
         mode.as_str()
     );
-    println!("| runtime | ns/poll | added ns/poll (median of per-round differences) | throughput vs plain |");
-    println!("|---|---:|---:|---:|");
-    for (s, v) in subjects.iter().zip(&samples) {
-        let med = median(v.clone());
-        let diffs: Vec<f64> = v.iter().zip(&samples[0]).map(|(a, b)| a - b).collect();
+    println!("| runtime | wall ns/poll | added | throughput vs plain | CPU ns/poll | added CPU |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let added = |v: &[f64], base: &[f64]| median(v.iter().zip(base).map(|(a, b)| a - b).collect());
+    let base = median(wall[0].clone());
+    for (i, s) in subjects.iter().enumerate() {
+        let med = median(wall[i].clone());
         println!(
-            "| {} | {med:.1} | {:+.1} | {:.3} |",
+            "| {} | {med:.1} | {:+.1} | {:.3} | {:.1} | {:+.1} |",
             s.name,
-            median(diffs),
-            base / med
+            added(&wall[i], &wall[0]),
+            base / med,
+            median(cpu[i].clone()),
+            added(&cpu[i], &cpu[0]),
         );
     }
+    println!(
+        "(added: median over rounds of the difference to the plain runtime in the same round)"
+    );
 }

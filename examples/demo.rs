@@ -29,8 +29,10 @@
 //!   stuck worker thread);
 //! - during the `/signup` half, one report per blocked poll, printed while the poll still
 //!   blocks: task, spawn location, worker, thread, duration, `cpu`, and the stuck thread's
-//!   stack (RSA key generation under `demo::signup`) once stack capture is available; then a
-//!   line when the stall ends with its total duration;
+//!   stack where capture is supported (Linux x86_64/aarch64): the RSA code it is in right
+//!   now, down to `generate_account_key` and the `/signup` handler in this file. The first
+//!   report of a code path is printed with its stack, later ones on one line; a line follows
+//!   when each stall ends, with its total duration;
 //! - during the `/signup-fixed` half, nothing: the key generation no longer runs on a worker;
 //! - a summary: stalls per spawn location, how many came from `/signup` and how many from
 //!   `/signup-fixed` (none), and the `/health` p50/p99 latency in each half.
@@ -244,7 +246,7 @@ fn probe_health(addr: SocketAddr, stop: &AtomicBool, out: &Mutex<HealthSamples>)
     while !stop.load(Ordering::Relaxed) {
         let phase = PHASE.load(Ordering::Relaxed);
         let started = Instant::now();
-        let ok = get(addr, "/health").is_ok_and(|(status, _)| status == 200);
+        let ok = http_get(addr, "/health").is_ok_and(|(status, _)| status == 200);
         let took = started.elapsed();
         let mut samples = out.lock().unwrap_or_else(|e| e.into_inner());
         if !ok {
@@ -258,7 +260,7 @@ fn probe_health(addr: SocketAddr, stop: &AtomicBool, out: &Mutex<HealthSamples>)
 }
 
 /// A minimal blocking HTTP/1.1 GET: `(status, body)`.
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
@@ -288,8 +290,8 @@ struct Printer {
     first_seen: HashMap<u64, Instant>,
     printed: HashSet<u64>,
     open: HashSet<u64>,
-    /// Stack signature -> the first report printed with that stack.
-    signatures: HashMap<String, u64>,
+    /// Code path (spawn location and this file's frames) -> the first report printed in full.
+    paths: HashMap<String, u64>,
 }
 
 impl Printer {
@@ -298,9 +300,12 @@ impl Printer {
         for r in agent.stalls() {
             if !self.printed.contains(&r.id) {
                 let seen = *self.first_seen.entry(r.id).or_insert_with(Instant::now);
-                let stack_pending = r.capture == CaptureStatus::Ok && r.frames.is_empty();
+                // A report is published a moment before its capture finishes (still marked
+                // `disabled`), and its frames a moment after (the symbolizer's thread).
+                let stack_pending = r.frames.is_empty()
+                    && matches!(r.capture, CaptureStatus::Ok | CaptureStatus::Disabled);
                 if stack_pending && seen.elapsed() < Duration::from_secs(1) {
-                    continue; // the symbolizer fills the frames in a moment
+                    continue;
                 }
                 self.print_new(&r);
                 self.printed.insert(r.id);
@@ -317,58 +322,92 @@ impl Printer {
     }
 
     fn print_new(&mut self, r: &StallReport) {
-        let shown = shown_frames(&r.frames);
-        let signature: String = shown
+        let frames = readable(&r.frames);
+        let ours: Vec<String> = frames
             .iter()
-            .map(|f| f.function.as_str())
-            .chain(r.spawned_at.as_deref())
-            .collect::<Vec<_>>()
-            .join("|");
-        if !shown.is_empty() {
-            if let Some(first) = self.signatures.get(&signature) {
+            .filter(|f| is_ours(f))
+            .map(|f| format!("{}:{}", f.function, f.line.unwrap_or(0)))
+            .collect();
+        if !ours.is_empty() {
+            let path = format!("{:?} {}", r.spawned_at, ours.join(" "));
+            if let Some(first) = self.paths.get(&path) {
+                // Same spawn location, same code of ours on the stack: one line is enough.
                 let header = StallReport {
                     frames: Vec::new(),
                     ..r.clone()
-                };
-                let header = header.to_string();
+                }
+                .to_string();
                 let header = header.rsplit_once("; stack:").map_or(&*header, |(h, _)| h);
-                println!("{header}; same stack as #{first}");
+                let now_in = frames.first().map(describe_frame).unwrap_or_default();
+                println!("{header}; same code path as #{first}, this time in {now_in}");
                 return;
             }
-            self.signatures.insert(signature, r.id);
+            self.paths.insert(path, r.id);
         }
         println!(
             "{}",
             StallReport {
-                frames: shown,
+                frames: trimmed(frames),
                 ..r.clone()
             }
         );
     }
 }
 
-/// The stack as a person reads it: runtime machinery folded (as `StallReport`'s `Display`
-/// does), then cut to [`MAX_FRAMES`], keeping the frames of this file.
-fn shown_frames(frames: &[Frame]) -> Vec<Frame> {
-    let folded = pollwatch::capture::fold_runtime_frames(frames);
-    if folded.len() <= MAX_FRAMES {
-        return folded;
+/// Frames of this example: by file (line tables) or by name (symbols only).
+fn is_ours(f: &Frame) -> bool {
+    f.function.starts_with("demo::")
+        || f.file
+            .as_deref()
+            .is_some_and(|p| p.ends_with("examples/demo.rs"))
+}
+
+fn describe_frame(f: &Frame) -> String {
+    match (&f.file, f.line) {
+        (Some(file), Some(line)) => format!("{} at {file}:{line}", f.function),
+        _ => f.function.clone(),
     }
-    let is_ours = |f: &Frame| {
-        f.function.starts_with("demo::")
-            || f.file
-                .as_deref()
-                .is_some_and(|p| p.ends_with("examples/demo.rs"))
+}
+
+/// Runtime machinery folded (as `StallReport`'s `Display` does) and file paths shortened:
+/// `num-bigint-dig-0.8.6/src/monty.rs` instead of the full path into cargo's registry.
+fn readable(frames: &[Frame]) -> Vec<Frame> {
+    let registry = "/registry/src/";
+    let here = concat!(env!("CARGO_MANIFEST_DIR"), "/");
+    let short = |p: &str| -> String {
+        if let Some(i) = p.find(registry) {
+            let rest = &p[i + registry.len()..];
+            return rest.split_once('/').map_or(rest, |(_, r)| r).to_string();
+        }
+        if let Some(rest) = p.strip_prefix("/rustc/") {
+            return rest.split_once('/').map_or(rest, |(_, r)| r).to_string();
+        }
+        p.strip_prefix(here).unwrap_or(p).to_string()
     };
+    pollwatch::capture::fold_runtime_frames(frames)
+        .into_iter()
+        .map(|f| Frame {
+            file: f.file.as_deref().map(short),
+            ..f
+        })
+        .collect()
+}
+
+/// At most [`MAX_FRAMES`]: the innermost few (where the thread is right now), then every
+/// frame of this file, with what lies between counted.
+fn trimmed(frames: Vec<Frame>) -> Vec<Frame> {
+    if frames.len() <= MAX_FRAMES {
+        return frames;
+    }
     let mut out = Vec::new();
     let mut skipped = 0;
-    for (i, f) in folded.iter().enumerate() {
-        if i < MAX_FRAMES / 2 || is_ours(f) {
+    for (i, f) in frames.into_iter().enumerate() {
+        if i < 4 || (is_ours(&f) && out.len() < MAX_FRAMES) {
             if skipped > 0 {
                 out.push(omitted(skipped));
                 skipped = 0;
             }
-            out.push(f.clone());
+            out.push(f);
         } else {
             skipped += 1;
         }
@@ -381,7 +420,7 @@ fn shown_frames(frames: &[Frame]) -> Vec<Frame> {
 
 fn omitted(n: usize) -> Frame {
     Frame {
-        function: format!("… {n} more frames (all of them at /stalls)"),
+        function: format!("… {n} frames"),
         file: None,
         line: None,
     }
@@ -501,7 +540,7 @@ fn main() {
     stop.store(true, Ordering::Relaxed);
     let _ = prober.join();
     let metrics = metrics_served
-        .then(|| get(metrics_addr, "/metrics").ok())
+        .then(|| http_get(metrics_addr, "/metrics").ok())
         .flatten();
     let summary = agent.stall_summary();
     let elapsed = started.elapsed();
@@ -566,17 +605,18 @@ fn print_summary(
         let key = r
             .spawned_at
             .clone()
-            .unwrap_or_else(|| "(not known in attach mode)".to_string());
+            .unwrap_or_else(|| "(unknown: attach mode)".to_string());
         match by_location.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push(r),
             None => by_location.push((key, vec![r])),
         }
     }
+    // Where reports carry spawn locations, show the quiet endpoint's line too, with its zero.
     for at in phases
         .iter()
         .filter_map(|(_, res, _)| res.spawned_at.as_ref())
     {
-        if !by_location.iter().any(|(k, _)| k == at) {
+        if mode == Mode::Hooked && !by_location.iter().any(|(k, _)| k == at) {
             by_location.push((at.clone(), Vec::new()));
         }
     }
@@ -586,12 +626,19 @@ fn print_summary(
             .find(|(_, res, _)| res.spawned_at.as_deref() == Some(location.as_str()))
             .map(|(e, _, _)| format!("{} ({})", e.path(), e.what()))
             .unwrap_or_default();
-        let total: f64 = reports.iter().map(|r| r.duration_ms).sum();
+        let total: f64 = reports
+            .iter()
+            .map(|r| r.duration_ms)
+            .fold(0.0, |a, b| a + b);
         let longest = reports.iter().map(|r| r.duration_ms).fold(0.0, f64::max);
-        println!(
-            "  {location:<28} {label:<42} {:>3} stalls, {total:>7.0} ms blocked, longest {longest:.0} ms",
-            reports.len()
-        );
+        if reports.is_empty() {
+            println!("  {location:<28} {label:<42}   0 stalls");
+        } else {
+            println!(
+                "  {location:<28} {label:<42} {:>3} stalls, {total:.0} ms blocked in total, longest {longest:.0} ms",
+                reports.len()
+            );
+        }
     }
 
     // Attribution: by spawn location where reports carry one (hooked mode), else by which

@@ -87,6 +87,12 @@ impl Builder {
         /// One `tracing` warning per stall signature per this interval (default 10 s).
         log_interval: Duration
     );
+    setter!(
+        /// Attach mode: watch each worker's progress (default on). Off leaves the probe
+        /// alone, which sees only stalls that keep every worker busy (see
+        /// [`Config::worker_detection`]).
+        worker_detection: bool
+    );
 
     /// The real-time signal used to capture stacks (default `SIGRTMIN+3`).
     pub fn signal(mut self, signal: i32) -> Self {
@@ -185,8 +191,51 @@ impl Builder {
         let shared = Arc::new(Shared::new(config, mode));
         hooks::install(builder, &shared, self.user_hooks);
         let runtime = builder.build().map_err(Error::Runtime)?;
+        if mode == Mode::Attach {
+            crate::attach::runtime_built(&shared, runtime.handle());
+        }
         let agent = Agent::start(shared, runtime.handle().clone())?;
         Ok((runtime, agent))
+    }
+
+    /// Attaches to a runtime that is already running, on stable tokio: attach mode.
+    ///
+    /// One line in `#[tokio::main]`:
+    /// ```no_run
+    /// # async fn f() -> Result<(), pollwatch::Error> {
+    /// let _agent = pollwatch::Agent::builder().attach(&tokio::runtime::Handle::current())?;
+    /// # Ok(()) }
+    /// ```
+    /// Works for `multi_thread` and `current_thread` runtimes and needs no `tokio_unstable`.
+    /// Stalls are found by a probe task and by each worker's progress counters, the stuck
+    /// worker's stack is captured, and the exporters work as in hooked mode; task ids and
+    /// spawn locations are unknown (`null`). See the README's attach-mode section for
+    /// exactly what this mode sees. Hooks given to this builder cannot be installed into a
+    /// running runtime: that is an error.
+    pub fn attach(self, handle: &tokio::runtime::Handle) -> Result<Agent, Error> {
+        let config = self.checked_config()?.clone();
+        if let Some(hook) = self.user_hooks.first_set() {
+            return Err(Error::invalid(
+                hook,
+                "set",
+                "attach() cannot install hooks into a running runtime: install it on your tokio::runtime::Builder, or use build_runtime()",
+            ));
+        }
+        if !config.enabled {
+            return Ok(Agent::disabled());
+        }
+        let shared = Arc::new(Shared::new(config, Mode::Attach));
+        crate::attach::attached(&shared, handle);
+        Agent::start(shared, handle.clone())
+    }
+
+    /// Like [`Builder::attach`], but any error gives a disabled agent (and a `tracing`
+    /// error) instead: for a one-line set-up that must never stop the service.
+    pub fn attach_or_disabled(self, handle: &tokio::runtime::Handle) -> Agent {
+        self.attach(handle).unwrap_or_else(|e| {
+            tracing::error!(target: "pollwatch", "pollwatch disabled: {e}");
+            Agent::disabled()
+        })
     }
 
     /// Like [`Builder::build_runtime`], but a configuration or start-up error gives a
@@ -255,6 +304,10 @@ impl Builder {
 pub struct Agent {
     shared: Option<Arc<Shared>>,
     watchdog: Option<Watchdog>,
+    /// For the exporters; kept here, not in `Shared`, which the runtime's hooks own.
+    handle: Option<tokio::runtime::Handle>,
+    #[cfg(feature = "http")]
+    server: Option<crate::server::Server>,
 }
 
 impl Agent {
@@ -267,6 +320,9 @@ impl Agent {
         Agent {
             shared: None,
             watchdog: None,
+            handle: None,
+            #[cfg(feature = "http")]
+            server: None,
         }
     }
 
@@ -280,11 +336,48 @@ impl Agent {
             .clone()
             .unwrap_or_else(|| runtime_label(&handle));
         let _ = shared.runtime_label.set(label);
-        let watchdog = Watchdog::start(shared.clone(), handle)?;
+        // Bound first: a port in use fails start-up before any thread runs.
+        #[cfg(feature = "http")]
+        let server = match shared.config.http_addr {
+            Some(addr) => Some(crate::server::Server::start(
+                addr,
+                shared.config.http_bearer_token.clone(),
+                crate::sampler::Source {
+                    shared: Some(shared.clone()),
+                    handle: Some(handle.clone()),
+                },
+            )?),
+            None => None,
+        };
+        #[cfg(not(feature = "http"))]
+        if let Some(addr) = shared.config.http_addr {
+            return Err(Error::invalid(
+                "http_addr",
+                addr,
+                "pollwatch was built without its `http` feature: enable it, or serve Agent::encode_metrics() from your own server",
+            ));
+        }
+        let watchdog = Watchdog::start(shared.clone(), handle.clone())?;
         Ok(Agent {
             shared: Some(shared),
             watchdog: Some(watchdog),
+            handle: Some(handle),
+            #[cfg(feature = "http")]
+            server,
         })
+    }
+
+    /// The address the HTTP endpoint listens on (with the real port when `http_addr` asked
+    /// for port 0), or `None` when it is not serving.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        #[cfg(feature = "http")]
+        {
+            self.server.as_ref().map(crate::server::Server::addr)
+        }
+        #[cfg(not(feature = "http"))]
+        {
+            None
+        }
     }
 
     /// Which detector runs.
@@ -320,6 +413,10 @@ impl Agent {
 
     /// Stops the agent's threads and waits for them. Idempotent.
     pub fn shutdown(&mut self) {
+        #[cfg(feature = "http")]
+        if let Some(mut s) = self.server.take() {
+            s.stop();
+        }
         if let Some(mut w) = self.watchdog.take() {
             w.stop();
         }
@@ -327,6 +424,10 @@ impl Agent {
 
     pub(crate) fn shared(&self) -> Option<&Arc<Shared>> {
         self.shared.as_ref()
+    }
+
+    pub(crate) fn runtime_handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.handle.as_ref()
     }
 }
 

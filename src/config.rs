@@ -53,6 +53,11 @@ pub struct Config {
     pub log_interval: Duration,
     /// The `runtime` label; default: the tokio runtime's name, else its id.
     pub runtime_name: Option<String>,
+    /// Attach mode: watch each worker's progress counters (`detection: "worker"`), which
+    /// finds one stuck worker among several and captures its stack. Off leaves the probe
+    /// alone (`detection: "probe"`): it sees only stalls that keep every worker from
+    /// polling it, with no thread or stack. Default on.
+    pub worker_detection: bool,
 }
 
 impl Default for Config {
@@ -71,6 +76,7 @@ impl Default for Config {
             max_reports: DEFAULT_MAX_REPORTS,
             log_interval: DEFAULT_LOG_INTERVAL,
             runtime_name: None,
+            worker_detection: true,
         }
     }
 }

@@ -3,10 +3,11 @@
 //! tokio keeps one callback per hook, so pollwatch owns them all and calls the user's own
 //! closures (given to the [`Builder`](crate::Builder)) after its work.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::slots;
-use crate::state::Shared;
+use crate::state::{Mode, Shared};
 
 /// A user closure for a thread hook.
 pub(crate) type ThreadHook = Arc<dyn Fn() + Send + Sync>;
@@ -32,6 +33,28 @@ pub(crate) struct UserHooks {
 }
 
 impl UserHooks {
+    /// The builder method of the first hook the user gave, if any.
+    pub(crate) fn first_set(&self) -> Option<&'static str> {
+        #[cfg_attr(not(tokio_unstable), allow(unused_mut))]
+        let mut given = vec![
+            ("on_thread_start", self.thread_start.is_some()),
+            ("on_thread_stop", self.thread_stop.is_some()),
+            ("on_thread_park", self.thread_park.is_some()),
+            ("on_thread_unpark", self.thread_unpark.is_some()),
+        ];
+        #[cfg(tokio_unstable)]
+        given.extend([
+            ("on_before_task_poll", self.before_poll.is_some()),
+            ("on_after_task_poll", self.after_poll.is_some()),
+            ("on_task_spawn", self.task_spawn.is_some()),
+            ("on_task_terminate", self.task_terminate.is_some()),
+        ]);
+        given
+            .into_iter()
+            .find(|(_, set)| *set)
+            .map(|(name, _)| name)
+    }
+
     /// Installs only the user's hooks (a disabled agent).
     pub(crate) fn install_plain(&self, builder: &mut tokio::runtime::Builder) {
         if let Some(f) = self.thread_start.clone() {
@@ -71,10 +94,17 @@ pub(crate) fn install(
     user: UserHooks,
 ) {
     // Thread hooks exist on stable tokio too: they tell the agent which threads are the
-    // runtime's, before those threads poll anything.
+    // runtime's, before those threads poll anything. In attach mode (stable tokio) they
+    // also say which threads are workers and whether each is parked right now.
+    let attach = shared.mode == Mode::Attach;
+    let s = shared.clone();
     let start = user.thread_start.clone();
     builder.on_thread_start(move || {
-        slots::prepare_current_thread();
+        if attach {
+            s.threads.register_current();
+        } else {
+            slots::prepare_current_thread();
+        }
         if let Some(f) = &start {
             f();
         }
@@ -82,16 +112,38 @@ pub(crate) fn install(
     let s = shared.clone();
     let stop = user.thread_stop.clone();
     builder.on_thread_stop(move || {
-        s.slots.release_current();
+        if attach {
+            s.threads.unregister_current();
+        } else {
+            s.slots.release_current();
+        }
         if let Some(f) = &stop {
             f();
         }
     });
-    if let Some(f) = user.thread_park.clone() {
-        builder.on_thread_park(move || f());
-    }
-    if let Some(f) = user.thread_unpark.clone() {
-        builder.on_thread_unpark(move || f());
+    if attach {
+        shared.threads.hooks_installed.store(true, Relaxed);
+        let (s, park) = (shared.clone(), user.thread_park.clone());
+        builder.on_thread_park(move || {
+            s.threads.note_park(true, s.clock.raw());
+            if let Some(f) = &park {
+                f();
+            }
+        });
+        let (s, unpark) = (shared.clone(), user.thread_unpark.clone());
+        builder.on_thread_unpark(move || {
+            s.threads.note_park(false, s.clock.raw());
+            if let Some(f) = &unpark {
+                f();
+            }
+        });
+    } else {
+        if let Some(f) = user.thread_park.clone() {
+            builder.on_thread_park(move || f());
+        }
+        if let Some(f) = user.thread_unpark.clone() {
+            builder.on_thread_unpark(move || f());
+        }
     }
     #[cfg(tokio_unstable)]
     install_task_hooks(builder, shared, user);

@@ -3,12 +3,19 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod agent;
+mod attach;
 pub mod capture;
 pub mod config;
 mod error;
+mod export;
 mod hooks;
+pub mod names;
 mod os_thread;
 mod report;
+mod sampler;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod server;
 mod slots;
 mod state;
 mod stats;
@@ -17,6 +24,9 @@ mod watchdog;
 pub use agent::{Agent, Builder};
 pub use config::Config;
 pub use error::Error;
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub use export::collector::PrometheusCollector;
 pub use report::{Detection, StackSample, StallKind, StallReport};
 pub use slots::allow_blocking;
 pub use state::Mode;

@@ -121,7 +121,8 @@ pub static WORKER_COUNT: MetricDef = MetricDef {
     kind: MetricType::Gauge,
     unit: "{worker}",
     labels: &[],
-    help: "Worker threads of the runtime: the denominator of utilization and of tokio_worker_stalled.",
+    help:
+        "Worker threads of the runtime: the denominator of utilization and of tokio_worker_stalled.",
     availability: Availability::Running,
 };
 
@@ -446,8 +447,15 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
             assert!(ok, "{}", m.prometheus);
-            assert_eq!(m.prometheus.ends_with("_total"), m.kind == MetricType::Counter);
-            assert!(!m.help.is_empty() && !m.help.contains('\n'), "{}", m.prometheus);
+            assert_eq!(
+                m.prometheus.ends_with("_total"),
+                m.kind == MetricType::Counter
+            );
+            assert!(
+                !m.help.is_empty() && !m.help.contains('\n'),
+                "{}",
+                m.prometheus
+            );
             assert!(!m.labels.contains(&RUNTIME_LABEL), "{}", m.prometheus);
             for l in m.labels {
                 assert!(!l.starts_with("__") && *l != "le", "{l}");

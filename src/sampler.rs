@@ -6,6 +6,7 @@
 //! scrape loses nothing. Reading costs the caller (the scrape) only: the hooks on the
 //! workers are untouched, and no lock is taken that a worker ever takes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -26,16 +27,20 @@ pub(crate) enum Value {
     Histogram(HistogramSnapshot),
 }
 
+/// A label value; borrowed when it is static (spawn-location files, kinds, results), so a
+/// scrape with hundreds of callsites does not allocate a string per series.
+pub(crate) type Label = Cow<'static, str>;
+
 /// One series: its label values (in the order of [`MetricDef::labels`], after `runtime`)
 /// and its value.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Sample {
-    pub(crate) labels: Vec<String>,
+    pub(crate) labels: Vec<Label>,
     pub(crate) value: Value,
 }
 
 impl Sample {
-    fn new(labels: Vec<String>, value: Value) -> Self {
+    fn new(labels: Vec<Label>, value: Value) -> Self {
         Sample { labels, value }
     }
 
@@ -73,7 +78,10 @@ pub(crate) struct Source {
 
 impl Source {
     pub(crate) fn mode(&self) -> Mode {
-        self.shared.as_ref().map(|s| s.mode).unwrap_or(Mode::Disabled)
+        self.shared
+            .as_ref()
+            .map(|s| s.mode)
+            .unwrap_or(Mode::Disabled)
     }
 
     pub(crate) fn runtime_label(&self) -> String {
@@ -133,7 +141,7 @@ impl CallsiteTotals {
 /// `(code_file_path, code_line_number)` label values and totals, merged by file and line
 /// (locations differing only in the column share one series), sorted, `other` last.
 /// At most `max_callsites + 1` rows.
-pub(crate) fn callsite_rows(shared: &Shared) -> Vec<((String, String), CallsiteTotals)> {
+pub(crate) fn callsite_rows(shared: &Shared) -> Vec<((Label, Label), CallsiteTotals)> {
     let table = &shared.callsites;
     let mut merged: BTreeMap<(&'static str, u32), CallsiteTotals> = BTreeMap::new();
     let mut other = CallsiteTotals::default();
@@ -156,10 +164,10 @@ pub(crate) fn callsite_rows(shared: &Shared) -> Vec<((String, String), CallsiteT
     }
     let mut rows: Vec<_> = merged
         .into_iter()
-        .map(|((file, line), t)| ((file.to_string(), line.to_string()), t))
+        .map(|((file, line), t)| ((Cow::Borrowed(file), Cow::Owned(line.to_string())), t))
         .collect();
     if !other.is_zero() {
-        rows.push((("other".to_string(), String::new()), other));
+        rows.push(((Cow::Borrowed("other"), Cow::Borrowed("")), other));
     }
     rows
 }
@@ -169,7 +177,7 @@ struct Reader<'a> {
     metrics: Option<&'a RuntimeMetrics>,
     mode: Mode,
     /// Computed once per collection, shared by the four callsite families.
-    callsites: Option<Vec<((String, String), CallsiteTotals)>>,
+    callsites: Option<Vec<((Label, Label), CallsiteTotals)>>,
 }
 
 impl Reader<'_> {
@@ -178,7 +186,7 @@ impl Reader<'_> {
             return Vec::new();
         };
         (0..m.num_workers())
-            .map(|w| Sample::new(vec![w.to_string()], f(m, w)))
+            .map(|w| Sample::new(vec![Cow::Owned(w.to_string())], f(m, w)))
             .collect()
     }
 
@@ -214,9 +222,9 @@ impl Reader<'_> {
             return Some(self.runtime(|m| int(m.global_queue_depth())));
         }
         if is(&WORKER_BUSY_TIME) {
-            return Some(self.per_worker(|m, w| {
-                Value::Float(m.worker_total_busy_duration(w).as_secs_f64())
-            }));
+            return Some(
+                self.per_worker(|m, w| Value::Float(m.worker_total_busy_duration(w).as_secs_f64())),
+            );
         }
         if is(&WORKER_PARKS) {
             return Some(self.per_worker(|m, w| Value::Int(m.worker_park_count(w))));
@@ -241,8 +249,8 @@ impl Reader<'_> {
         }
         if is(&INFO) {
             let labels = vec![
-                env!("CARGO_PKG_VERSION").to_string(),
-                self.mode.as_str().to_string(),
+                Cow::Borrowed(env!("CARGO_PKG_VERSION")),
+                Cow::Borrowed(self.mode.as_str()),
             ];
             return Some(vec![Sample::new(labels, Value::Int(1))]);
         }
@@ -287,7 +295,10 @@ impl Reader<'_> {
                 .counts()
                 .into_iter()
                 .map(|((kind, file, line), n)| {
-                    Sample::new(vec![kind.as_str().to_string(), file, line], Value::Int(n))
+                    Sample::new(
+                        vec![kind.as_str().into(), file.into(), line.into()],
+                        Value::Int(n),
+                    )
                 })
                 .collect();
             return Some(samples);
@@ -306,7 +317,7 @@ impl Reader<'_> {
                 .counters
                 .captures()
                 .into_iter()
-                .map(|(status, n)| Sample::new(vec![status.as_str().to_string()], Value::Int(n)))
+                .map(|(status, n)| Sample::new(vec![status.as_str().into()], Value::Int(n)))
                 .collect();
             return Some(samples);
         }
@@ -381,7 +392,12 @@ mod tests {
         for def in names::METRICS {
             let unstable = def.availability == names::Availability::TokioUnstable;
             let known = reader.samples(def).is_some();
-            assert_eq!(known, !unstable || cfg!(tokio_unstable), "{}", def.prometheus);
+            assert_eq!(
+                known,
+                !unstable || cfg!(tokio_unstable),
+                "{}",
+                def.prometheus
+            );
         }
     }
 

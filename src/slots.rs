@@ -356,5 +356,7 @@ pub fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
         s.exempt.fetch_add(1, Release);
     }
     let _exit = Exit(slot);
+    // Attach mode knows threads, not polls: the thread itself is exempt meanwhile.
+    let _attach = crate::attach::exempt_scope();
     f()
 }

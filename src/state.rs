@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     pub(crate) counters: SelfCounters,
     /// Delay between waking the probe task and its poll.
     pub(crate) probe_delay: HistogramShard,
+    /// Attach mode: the runtime's threads, as registered by themselves.
+    pub(crate) threads: crate::attach::Threads,
 }
 
 impl Shared {
@@ -91,6 +93,7 @@ impl Shared {
             runtime_label: OnceLock::new(),
             counters: SelfCounters::default(),
             probe_delay: HistogramShard::new(),
+            threads: crate::attach::Threads::default(),
         }
     }
 

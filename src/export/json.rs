@@ -3,14 +3,14 @@
 use crate::stats::stall_log::StallsView;
 
 /// The `Content-Type` of the output.
+#[cfg(feature = "http")]
 pub const CONTENT_TYPE: &str = "application/json";
 
 /// Serializes the view. Plain data with string keys cannot fail to serialize; if it ever
 /// did, the endpoint still answers valid JSON that says so.
 pub(crate) fn encode(view: &StallsView) -> String {
     serde_json::to_string(view).unwrap_or_else(|e| {
-        serde_json::json!({ "error": e.to_string(), "stalls_total": view.stalls_total })
-            .to_string()
+        serde_json::json!({ "error": e.to_string(), "stalls_total": view.stalls_total }).to_string()
     })
 }
 

@@ -13,11 +13,25 @@ use crate::sampler::{Collection, Sample, Value};
 use crate::stats::histogram::{HistogramSnapshot, BUCKET_BOUNDS_NS};
 
 /// The `Content-Type` of the output.
+#[cfg(feature = "http")]
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Writes `c` in the text format.
 pub(crate) fn encode(c: &Collection) -> String {
-    let mut out = String::with_capacity(8 * 1024);
+    // Sized for the usual output (a histogram is 22 lines) so it is not regrown and copied.
+    let lines: usize = c
+        .families
+        .iter()
+        .map(|f| {
+            2 + f.samples.len()
+                * if f.def.kind == MetricType::Histogram {
+                    22
+                } else {
+                    1
+                }
+        })
+        .sum();
+    let mut out = String::with_capacity(lines * 128);
     let runtime = escape_label_value(&c.runtime);
     for family in &c.families {
         let def = family.def;
@@ -146,6 +160,10 @@ pub(crate) fn escape_label_value(v: &str) -> String {
 }
 
 fn escape_label_value_into(v: &str, out: &mut String) {
+    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(v); // the common case: nothing to escape
+        return;
+    }
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -233,14 +251,46 @@ mod tests {
         assert!(text.contains(&format!(
             "tokio_stalls_total{{{rt},kind=\"cpu\",code_file_path=\"src/a\\\"b.rs\",code_line_number=\"7\"}} 3\n"
         )), "{text}");
-        assert!(text.contains(&format!("tokio_stall_duration_seconds_bucket{{{rt},le=\"0.00001\"}} 2\n")), "{text}");
-        assert!(text.contains(&format!("tokio_stall_duration_seconds_bucket{{{rt},le=\"0.0001\"}} 3\n")), "{text}");
-        assert!(text.contains(&format!("tokio_stall_duration_seconds_bucket{{{rt},le=\"10\"}} 3\n")), "{text}");
-        assert!(text.contains(&format!("tokio_stall_duration_seconds_bucket{{{rt},le=\"+Inf\"}} 4\n")), "{text}");
-        assert!(text.contains(&format!("tokio_stall_duration_seconds_sum{{{rt}}} 1.5\n")), "{text}");
-        assert!(text.contains(&format!("tokio_stall_duration_seconds_count{{{rt}}} 4\n")), "{text}");
-        assert!(text.contains("# TYPE tokio_worker_stalled gauge\n"), "{text}");
-        assert!(text.contains("# HELP tokio_worker_stalled Workers stuck"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "tokio_stall_duration_seconds_bucket{{{rt},le=\"0.00001\"}} 2\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "tokio_stall_duration_seconds_bucket{{{rt},le=\"0.0001\"}} 3\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "tokio_stall_duration_seconds_bucket{{{rt},le=\"10\"}} 3\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "tokio_stall_duration_seconds_bucket{{{rt},le=\"+Inf\"}} 4\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("tokio_stall_duration_seconds_sum{{{rt}}} 1.5\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("tokio_stall_duration_seconds_count{{{rt}}} 4\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE tokio_worker_stalled gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP tokio_worker_stalled Workers stuck"),
+            "{text}"
+        );
         assert!(text.ends_with('\n'));
     }
 }

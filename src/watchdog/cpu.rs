@@ -14,6 +14,9 @@ pub(crate) struct CpuSample {
     pub(crate) at: std::time::Instant,
     pub(crate) on_cpu_ns: u64,
     pub(crate) runqueue_ns: u64,
+    /// How many times the thread has been put on a CPU: unchanged between two readings
+    /// means it did not run at all in between (one uninterrupted wait).
+    pub(crate) timeslices: u64,
 }
 
 /// Reads `tid`'s counters; `None` where procfs or schedstat is unavailable.
@@ -27,6 +30,7 @@ pub(crate) fn sample(tid: i32) -> Option<CpuSample> {
         at: std::time::Instant::now(),
         on_cpu_ns: fields.next()??,
         runqueue_ns: fields.next()??,
+        timeslices: fields.next()??,
     })
 }
 

@@ -7,6 +7,7 @@ mod episode;
 mod poll_hook;
 mod probe;
 mod reporter;
+mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use self::episode::Episodes;
 use self::poll_hook::PollHookDetector;
 use self::probe::Probe;
 use self::reporter::Reporter;
+use self::worker::AttachDetector;
 use crate::capture::StackCapturer;
 use crate::state::{Mode, Shared};
 use crate::Error;
@@ -94,6 +96,7 @@ fn run(
     let tick_len = shared.config.watchdog_tick;
     let mut poll_hook =
         (shared.mode == Mode::Hooked).then(|| PollHookDetector::new(Some(handle.clone())));
+    let mut attach = (shared.mode == Mode::Attach).then(|| AttachDetector::new(handle.clone()));
     let mut lag_probe = Probe::start(shared, &handle);
     let mut last = Instant::now();
     let mut lost = Duration::ZERO;
@@ -120,6 +123,9 @@ fn run(
             d.tick(shared, &tick, &mut episodes);
         }
         // In hooked mode the poll slots already name the stuck task; the probe only measures.
-        let _probe_waiting = lag_probe.tick(shared);
+        let probe_waiting = lag_probe.tick(shared);
+        if let Some(d) = &mut attach {
+            d.tick(shared, &tick, &lag_probe, probe_waiting, &mut episodes);
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::state::Shared;
+use crate::state::{Mode, Shared};
 
 #[derive(Default)]
 struct ProbeState {
@@ -18,6 +18,18 @@ struct ProbeState {
     woken_at: AtomicU64,
     /// The task is gone (runtime shut down): stop probing, report nothing.
     closed: AtomicBool,
+    /// The wake-up the task answered last, and how long it had waited (ns).
+    last_woken: AtomicU64,
+    last_delay_ns: AtomicU64,
+}
+
+/// A wake-up of the probe that has not been answered yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProbeWait {
+    /// Raw clock reading of the wake-up: tells one wait from the next.
+    pub(crate) woken_at: u64,
+    /// How long it has waited so far.
+    pub(crate) waited: Duration,
 }
 
 /// Sets `closed` when the probe task is dropped with its runtime.
@@ -44,13 +56,21 @@ impl Probe {
         handle.spawn(async move {
             let guard = CloseOnDrop(task_state);
             let state = &guard.0;
+            // Attach mode learns the runtime's worker threads from the threads that poll this.
+            let metrics =
+                (s.mode == Mode::Attach).then(|| tokio::runtime::Handle::current().metrics());
             loop {
+                if let Some(m) = &metrics {
+                    s.threads.note_poll(s.clock.raw(), m);
+                }
                 state.notify.notified().await;
                 let woken = state.woken_at.load(Acquire);
                 let now = s.clock.raw();
                 if woken != 0 && now >= woken {
-                    s.probe_delay
-                        .record_shared(Duration::from_nanos(s.clock.delta_as_nanos(woken, now)));
+                    let delay = Duration::from_nanos(s.clock.delta_as_nanos(woken, now));
+                    s.probe_delay.record_shared(delay);
+                    state.last_delay_ns.store(delay.as_nanos() as u64, Relaxed);
+                    state.last_woken.store(woken, Release);
                 }
                 state.woken_at.store(0, Release);
             }
@@ -62,19 +82,22 @@ impl Probe {
     }
 
     /// Called every watchdog tick: wakes the probe when one interval has passed and it is
-    /// not still waiting. Returns how long a pending wake-up has waited so far.
-    pub(crate) fn tick(&mut self, shared: &Shared) -> Option<Duration> {
+    /// not still waiting. Returns the pending wake-up, if any, and how long it has waited.
+    pub(crate) fn tick(&mut self, shared: &Shared) -> Option<ProbeWait> {
         if self.state.closed.load(Acquire) {
             return None;
         }
         let now = shared.clock.raw();
         let pending = self.state.woken_at.load(Acquire);
         if pending != 0 {
-            return Some(Duration::from_nanos(if now >= pending {
-                shared.clock.delta_as_nanos(pending, now)
-            } else {
-                0
-            }));
+            return Some(ProbeWait {
+                woken_at: pending,
+                waited: Duration::from_nanos(if now >= pending {
+                    shared.clock.delta_as_nanos(pending, now)
+                } else {
+                    0
+                }),
+            });
         }
         let since_last = if self.last_wake == 0 || now < self.last_wake {
             Duration::MAX
@@ -87,6 +110,12 @@ impl Probe {
             self.state.notify.notify_one();
         }
         None
+    }
+
+    /// How long the wake-up at `woken_at` waited for its poll, once it has been polled.
+    pub(crate) fn answered(&self, woken_at: u64) -> Option<Duration> {
+        (self.state.last_woken.load(Acquire) == woken_at)
+            .then(|| Duration::from_nanos(self.state.last_delay_ns.load(Relaxed)))
     }
 
     /// The runtime the probe ran on has shut down.

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+pub mod scrape;
+
 use pollwatch::{Agent, StallReport};
 
 /// A two-worker runtime built through pollwatch: hooked mode under `tokio_unstable`,
@@ -93,4 +95,42 @@ pub fn busy_for(d: Duration) -> u64 {
         x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
     }
     x
+}
+
+/// Stack capture exists on this platform (elsewhere reports say `unsupported`).
+pub const CAPTURE_SUPPORTED: bool = cfg!(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+));
+
+/// A plain multi-thread runtime with `workers` workers, built without pollwatch: what an
+/// app using `#[tokio::main]` has.
+pub fn plain_runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Attaches `builder` from inside `rt` (attach mode in both builds), then lets the service
+/// "start up" for a moment, as an app does, so the agent has met the workers.
+pub fn attach(rt: &tokio::runtime::Runtime, builder: pollwatch::Builder) -> Agent {
+    rt.block_on(async {
+        let agent = builder
+            .attach(&tokio::runtime::Handle::current())
+            .expect("attach");
+        assert_eq!(agent.mode(), pollwatch::Mode::Attach);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        agent
+    })
+}
+
+/// Waits (bounded) until the single report has symbolized frames and is complete.
+pub fn symbolized(agent: &Agent) -> StallReport {
+    let s = wait_for(agent, Duration::from_secs(20), |s| {
+        s.len() == 1 && !s[0].frames.is_empty() && !s[0].ongoing
+    });
+    assert_eq!(s.len(), 1, "{s:#?}");
+    s[0].clone()
 }

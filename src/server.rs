@@ -1,0 +1,291 @@
+//! The built-in scrape endpoint: `GET /metrics`, `GET /stalls`, `GET /`.
+//!
+//! It runs on its own OS thread, `pollwatch-http`, with its own single-threaded tokio
+//! runtime, so it answers while every worker of the watched runtime is blocked: that is when
+//! people look. Collection reads atomics and a short-held lock the workers never take.
+//!
+//! It is bounded against bad clients: at most [`MAX_CONNECTIONS`] connections at once
+//! (beyond that a new connection is closed at once), request heads of at most
+//! [`MAX_HEADER_BYTES`] and [`MAX_HEADERS`] headers (else `431`), a head must arrive within
+//! [`HEADER_READ_TIMEOUT`] (which is also how long an idle keep-alive connection is kept),
+//! and no connection lives longer than [`MAX_CONNECTION_LIFETIME`]. Request bodies are never
+//! read. Nothing here panics on input; hyper answers malformed requests with `400`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::sampler::Source;
+use crate::Error;
+
+/// Connections served at once; a connection beyond this is closed as soon as it is
+/// accepted, so a flood cannot grow memory or starve the thread.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Largest request head (request line plus headers) accepted; larger gets `431`.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most request headers accepted; more gets `431`.
+pub const MAX_HEADERS: usize = 64;
+/// Time allowed to send a complete request head, counted from the connection's first read
+/// or from the previous response: a client trickling bytes, or an idle keep-alive
+/// connection, is closed after this.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// No connection is kept longer than this, however it behaves (e.g. one that never reads
+/// its response).
+pub const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+const INDEX_PATHS: [&str; 3] = ["/", "/metrics", "/stalls"];
+
+/// The running endpoint; stopping it (or dropping it) ends its thread and every connection.
+pub(crate) struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct State {
+    source: Source,
+    token: Option<String>,
+}
+
+impl Server {
+    /// Binds `addr` now (so a port in use is an error of the caller's start-up call) and
+    /// starts serving from the `pollwatch-http` thread.
+    pub(crate) fn start(
+        addr: SocketAddr,
+        token: Option<String>,
+        source: Source,
+    ) -> Result<Server, Error> {
+        let bind_err = |source| Error::Bind { addr, source };
+        let listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let local = listener.local_addr().map_err(bind_err)?;
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let state = Arc::new(State { source, token });
+        let thread = crate::os_thread::spawn_named("pollwatch-http", move || {
+            // Built here, not on the caller's thread: the caller may be inside the app's
+            // runtime, where dropping a runtime after a failure would panic.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build();
+            let rt = match rt {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(Error::Runtime(e)));
+                    return;
+                }
+            };
+            let listener = {
+                let _guard = rt.enter();
+                tokio::net::TcpListener::from_std(listener)
+            };
+            match listener {
+                Ok(l) => {
+                    let _ = ready_tx.send(Ok(()));
+                    rt.block_on(async move {
+                        tokio::spawn(serve(l, state));
+                        // Sent by `stop`, or the `Server` was dropped.
+                        let _ = stop_rx.await;
+                    });
+                }
+                Err(source) => {
+                    let _ = ready_tx.send(Err(Error::Bind { addr, source }));
+                }
+            }
+            // Dropping the runtime drops every connection task.
+        })?;
+        let mut server = Server {
+            addr: local,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(server),
+            Ok(Err(e)) => {
+                server.stop();
+                Err(e)
+            }
+            Err(_) => {
+                server.stop();
+                Err(Error::Thread {
+                    name: "pollwatch-http",
+                    source: std::io::Error::other("the thread ended during start-up"),
+                })
+            }
+        }
+    }
+
+    /// The bound address (the real port when asked for port 0).
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, drops every connection and waits for the thread. Idempotent.
+    pub(crate) fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Accepts until the runtime is dropped (which cancels this loop and every connection).
+async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of file descriptors or a connection reset before accept: back off
+                // briefly instead of spinning.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            drop(stream); // over the cap: close
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_headers(MAX_HEADERS)
+                .max_header_size(MAX_HEADER_BYTES)
+                .max_buf_size(4 * MAX_HEADER_BYTES);
+            let service = hyper::service::service_fn(move |req| {
+                let response = respond(&state, &req);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(MAX_CONNECTION_LIFETIME, conn).await;
+            drop(permit);
+        });
+    }
+}
+
+fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Some(token) = &state.token {
+        if !authorized(req, token) {
+            let mut r = plain(StatusCode::UNAUTHORIZED, "bearer token required\n");
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"pollwatch\""),
+            );
+            return r;
+        }
+    }
+    let path = req.uri().path();
+    if !INDEX_PATHS.contains(&path) {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics or /stalls\n",
+        );
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let (body, content_type) = match path {
+        "/metrics" => (
+            crate::export::prometheus::encode(&state.source.collect()),
+            crate::export::prometheus::CONTENT_TYPE,
+        ),
+        "/stalls" => {
+            let view = match &state.source.shared {
+                Some(s) => s.stalls.view(),
+                None => crate::StallsView {
+                    stalls_total: 0,
+                    dropped: 0,
+                    stalls: Vec::new(),
+                },
+            };
+            (
+                crate::export::json::encode(&view),
+                crate::export::json::CONTENT_TYPE,
+            )
+        }
+        _ => (index(&state.source), "text/plain; charset=utf-8"),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let headers = r.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn index(source: &Source) -> String {
+    format!(
+        "pollwatch {} ({} mode, runtime {:?})\n\n\
+         /metrics  runtime health and stalls, Prometheus text format 0.0.4\n\
+         /stalls   recent stall reports with stacks, JSON\n",
+        env!("CARGO_PKG_VERSION"),
+        source.mode().as_str(),
+        source.runtime_label(),
+    )
+}
+
+/// `Authorization: Bearer <token>`, the scheme case-insensitive, the token compared in
+/// constant time.
+fn authorized(req: &Request<Incoming>, token: &str) -> bool {
+    let Some(value) = req.headers().get(AUTHORIZATION) else {
+        return false;
+    };
+    let value = value.as_bytes();
+    if value.len() < 7 || !value[..7].eq_ignore_ascii_case(b"bearer ") {
+        return false;
+    }
+    constant_time_eq(value[7..].trim_ascii(), token.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}

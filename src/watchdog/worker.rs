@@ -1,0 +1,698 @@
+//! Attach-mode detection: no task hooks, so the watchdog reads what tokio publishes on
+//! stable (each worker's park/unpark count, park count and busy time) and what the kernel
+//! says about the runtime's threads (`/proc/self/task/<tid>/schedstat`), plus the probe.
+//!
+//! # Rules
+//!
+//! **Worker stall** (`detection: "worker"`). tokio publishes a worker's counters when it
+//! parks, right after it wakes, and every 61 scheduler ticks while it runs (its
+//! `event_interval` maintenance; tokio ≥ 1.39, 64-bit targets). So the park/unpark count is
+//! odd while the worker is parked and even while it runs tasks, and a worker running many
+//! short polls changes its busy time at least every 61 of them. Counters that stay the same
+//! and even for the threshold mean the worker is inside one poll (or inside fewer than 61
+//! polls that together took that long: see the README's limits). Each tick, for every
+//! worker:
+//! 1. counters changed since the last tick: the worker made progress (an open episode
+//!    closes, its duration measured to now);
+//! 2. odd: parked, nothing to do;
+//! 3. even and unchanged: "silent" since the tick that saw them change, minus the time the
+//!    watchdog itself lost to lateness meanwhile. From the first silent tick on, the threads
+//!    that may be this worker are watched tick by tick;
+//! 4. silent for the threshold, on a tick that was not late: the stuck thread is resolved
+//!    (below), and the episode opens unless that thread is inside `allow_blocking` or was
+//!    starved by the host (runnable, hardly running). Its stack is captured, `kind` comes
+//!    from its CPU time over the silence, and `worker` is the index whose counters stopped.
+//!
+//! **Which thread.** Under `tokio_unstable` tokio says (`worker_thread_id`). Otherwise the
+//! candidates are the registered worker threads (see [`crate::attach`]) that are not
+//! parked (when pollwatch's park hooks say so), did not poll pollwatch's probe a tick or
+//! more after the silence began (a thread that polls is not stuck), and are not known to
+//! run another worker index. One candidate is the thread. Several: the ones that looked
+//! stuck on every tick of the silence (ran the whole time, or did not run at all); if that
+//! leaves one, it is the thread. Otherwise the watchdog waits one more tick, then reports
+//! the worker with no thread (`tid` 0, `capture: "failed"`, `kind` known only if every
+//! candidate agrees).
+//!
+//! **`current_thread` runtimes** are driven by whichever thread calls `block_on`, and a
+//! runtime nobody drives (between two `block_on` calls) publishes nothing either, exactly
+//! like a stuck one. So the thread is the one that drove it last (tokio's
+//! `worker_thread_id` under `tokio_unstable`; else the last to poll the probe, park, build
+//! or attach), and a stall needs that thread to look stuck on every tick for the threshold
+//! (it ran the whole time, or did not run at all); the stall counts from then. Before the
+//! runtime is first seen running, a stall also needs a task that is not waiting in the
+//! injection queue (`num_alive_tasks > global_queue_depth`): nothing can be stuck in a
+//! runtime that has not polled anything yet.
+//!
+//! **Probe stall** (`detection: "probe"`), one episode per wake-up of the probe: it has
+//! waited for the threshold (minus watchdog lateness), on a tick that was not late, and no
+//! worker explains it: during that wait no worker was silent for the threshold (reported or
+//! not: a stall exempted by `allow_blocking` or caused by host starvation is not re-reported
+//! as a probe stall) and no worker episode was open. While some worker is silent for less
+//! than the threshold, the probe waits up to twice the threshold for it to cross (so one
+//! stuck worker gives one report, the worker's, with its stack). It closes when the probe is
+//! polled, with the exact delay. No thread, stack or worker: it is the runtime as a whole.
+//!
+//! **Shutdown.** When the runtime shuts down (the probe task is dropped), open episodes
+//! close and nothing more is reported.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::{Handle, RuntimeMetrics};
+
+use super::cpu::{self, CpuSample, CpuShare};
+use super::episode::{Episode, Episodes, Suspect};
+use super::probe::{Probe, ProbeWait};
+use super::Tick;
+use crate::attach::{self, ThreadEntry};
+use crate::report::{Detection, StallKind};
+use crate::state::Shared;
+
+/// How often dead threads are forgotten and missing workers looked for.
+const UPKEEP: Duration = Duration::from_secs(1);
+
+/// What tokio has published of one worker's progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Progress {
+    park_unpark: u64,
+    parks: u64,
+    busy: Duration,
+}
+
+impl Progress {
+    /// `None` where tokio has no per-worker counters (targets without 64-bit atomics).
+    fn read(metrics: &RuntimeMetrics, worker: usize) -> Option<Progress> {
+        #[cfg(target_has_atomic = "64")]
+        {
+            Some(Progress {
+                park_unpark: metrics.worker_park_unpark_count(worker),
+                parks: metrics.worker_park_count(worker),
+                busy: metrics.worker_total_busy_duration(worker),
+            })
+        }
+        #[cfg(not(target_has_atomic = "64"))]
+        {
+            let _ = (metrics, worker);
+            None
+        }
+    }
+
+    fn parked(&self) -> bool {
+        self.park_unpark % 2 == 1
+    }
+}
+
+/// One worker between ticks.
+struct WorkerWatch {
+    progress: Progress,
+    /// The tick that saw the counters change last; the silence is counted from it.
+    since: Instant,
+    /// The tick before it: the change happened after this, so a stall's duration is
+    /// counted from here (an upper bound, never shorter than the stall).
+    changed_after: Instant,
+    since_raw: u64,
+    /// Watchdog lateness so far at `since`.
+    lost_base: Duration,
+    /// The open episode, the instant its duration counts from, and its thread.
+    episode: Option<(Episode, Instant)>,
+    episode_thread: Option<Arc<ThreadEntry>>,
+    /// The thread known to run this worker and its last poll of a pollwatch task, as seen
+    /// on the previous tick: a newer poll is progress tokio did not publish (two long polls
+    /// back to back, with the probe polled between them, are two stalls, not one).
+    runner_poll: Option<(i32, u64)>,
+}
+
+impl WorkerWatch {
+    fn new(progress: Progress, now: Instant, changed_after: Instant, now_raw: u64, lost: Duration) -> Self {
+        WorkerWatch {
+            progress,
+            since: now,
+            changed_after,
+            since_raw: now_raw,
+            lost_base: lost,
+            episode: None,
+            episode_thread: None,
+            runner_poll: None,
+        }
+    }
+}
+
+/// A thread that may be a silent worker, sampled every tick while it may.
+struct Track {
+    tid: i32,
+    /// The detector's tick count when last sampled (stale tracks are dropped).
+    seen: u64,
+    first: Option<CpuSample>,
+    last: Option<CpuSample>,
+    /// Since when every tick looked like one stuck poll, and the sample then; the stuck
+    /// stretch began after `stuck_after` (the sample before).
+    stuck_since: Instant,
+    stuck_after: Instant,
+    stuck_base: Option<CpuSample>,
+}
+
+impl Track {
+    fn new(tid: i32, seen: u64, now: Instant) -> Track {
+        let s = cpu::sample(tid);
+        Track {
+            tid,
+            seen,
+            first: s,
+            last: s,
+            stuck_since: now,
+            stuck_after: now,
+            stuck_base: s,
+        }
+    }
+
+    fn update(&mut self, seen: u64, now: Instant) {
+        if self.seen == seen {
+            return;
+        }
+        self.seen = seen;
+        let s = cpu::sample(self.tid);
+        let consistent = matches!((&self.last, &s), (Some(a), Some(b)) if looks_stuck(a, b));
+        if !consistent {
+            self.stuck_after = self.last.map_or(now, |l| l.at);
+            self.stuck_since = now;
+            self.stuck_base = s;
+        }
+        self.last = s;
+    }
+
+    /// CPU share from `from` (or the first sample) to the last sample.
+    fn share(&self, from: Option<&CpuSample>) -> Option<CpuShare> {
+        let a = from.or(self.first.as_ref())?;
+        CpuShare::between(a, self.last.as_ref()?)
+    }
+}
+
+/// Between two samples the thread either wanted the CPU most of the time (ran, or waited to
+/// run) or did not run at all (one uninterrupted wait): both are what one stuck poll looks
+/// like. Anything else (short runs between waits) is a thread that comes and goes.
+fn looks_stuck(a: &CpuSample, b: &CpuSample) -> bool {
+    let wall = b.at.saturating_duration_since(a.at).as_nanos() as u64;
+    let ran = b.on_cpu_ns.saturating_sub(a.on_cpu_ns);
+    let queued = b.runqueue_ns.saturating_sub(a.runqueue_ns);
+    let idle = ran == 0 && b.timeslices == a.timeslices;
+    idle || (ran + queued).saturating_mul(2) >= wall
+}
+
+/// One wake-up of the probe.
+struct ProbeWatch {
+    woken_at: u64,
+    lost_base: Duration,
+    waited: Duration,
+    /// A worker explained (part of) this wait: it is never a probe stall.
+    explained: bool,
+    episode: Option<Episode>,
+}
+
+/// Attach mode's detectors: per worker, and the probe.
+pub(crate) struct AttachDetector {
+    handle: Handle,
+    current_thread: bool,
+    workers: Vec<Option<WorkerWatch>>,
+    tracks: Vec<Track>,
+    ticks: u64,
+    probe: Option<ProbeWatch>,
+    next_upkeep: Instant,
+    /// When the previous tick ran.
+    last_tick: Instant,
+    finished: bool,
+}
+
+/// Who is stuck, as far as can be told.
+enum Culprit {
+    /// Nothing to report this tick.
+    Wait,
+    /// This thread; the stall counts from the instant given.
+    Thread(Arc<ThreadEntry>, Instant),
+    /// A worker whose thread cannot be told apart from these (possibly none).
+    Unresolved(Vec<Arc<ThreadEntry>>),
+}
+
+/// What one silent worker tells the probe rule.
+#[derive(Default)]
+struct Silence {
+    /// Silent for the threshold: explains a late probe.
+    explains: bool,
+    /// Silent for a tick: may explain it soon.
+    suspect: bool,
+}
+
+impl AttachDetector {
+    pub(crate) fn new(handle: Handle) -> Self {
+        AttachDetector {
+            current_thread: handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread,
+            handle,
+            workers: Vec::new(),
+            tracks: Vec::new(),
+            ticks: 0,
+            probe: None,
+            next_upkeep: Instant::now(),
+            last_tick: Instant::now(),
+            finished: false,
+        }
+    }
+
+    pub(crate) fn tick(
+        &mut self,
+        shared: &Arc<Shared>,
+        tick: &Tick,
+        probe: &Probe,
+        wait: Option<ProbeWait>,
+        episodes: &mut Episodes,
+    ) {
+        if self.finished {
+            return;
+        }
+        let now = Instant::now();
+        if probe.closed() {
+            // The runtime shut down: what was open ends now, and nothing more is reported.
+            for w in self.workers.iter_mut().flatten() {
+                if let Some((ep, from)) = w.episode.take() {
+                    episodes.close(ep, now.saturating_duration_since(from));
+                }
+            }
+            self.close_probe(probe, episodes);
+            self.finished = true;
+            return;
+        }
+        if now >= self.next_upkeep {
+            self.upkeep(shared);
+            self.next_upkeep = now + UPKEEP;
+        }
+        self.ticks += 1;
+        let silence = if shared.config.worker_detection {
+            self.watch_workers(shared, tick, now, episodes)
+        } else {
+            Silence::default()
+        };
+        let ticks = self.ticks;
+        self.tracks.retain(|t| t.seen == ticks);
+        self.watch_probe(shared, tick, probe, wait, &silence, episodes);
+        self.last_tick = now;
+    }
+
+    /// Forgets threads that exited; looks for workers no registered thread runs yet.
+    fn upkeep(&mut self, shared: &Arc<Shared>) {
+        shared.threads.prune();
+        let hooks = shared
+            .threads
+            .hooks_installed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if !hooks && !self.current_thread && shared.config.worker_detection {
+            let workers = self.handle.metrics().num_workers();
+            if shared.threads.known_workers(true) < workers {
+                attach::spawn_registrars(shared, &self.handle);
+            }
+        }
+    }
+
+    /// The per-worker rules, for every worker.
+    fn watch_workers(
+        &mut self,
+        shared: &Arc<Shared>,
+        tick: &Tick,
+        now: Instant,
+        episodes: &mut Episodes,
+    ) -> Silence {
+        let metrics = self.handle.metrics();
+        let n = metrics.num_workers();
+        if self.workers.len() != n {
+            self.workers.resize_with(n, || None);
+        }
+        let mut silence = Silence::default();
+        let mut entries = None;
+        for i in 0..n {
+            let Some(progress) = Progress::read(&metrics, i) else {
+                continue;
+            };
+            match self.workers[i].take() {
+                Some(mut w) if w.progress == progress => {
+                    if !progress.parked() {
+                        silence.suspect = true;
+                        silence.explains |= self.watch_silent(
+                            shared,
+                            tick,
+                            now,
+                            &metrics,
+                            i,
+                            &mut w,
+                            &mut entries,
+                            episodes,
+                        );
+                    }
+                    self.workers[i] = Some(w);
+                }
+                old => {
+                    // Progress: whatever was stuck is not any more.
+                    if let Some((ep, from)) = old.and_then(|w| w.episode) {
+                        episodes.close(ep, now.saturating_duration_since(from));
+                    }
+                    self.workers[i] = Some(WorkerWatch::new(
+                        progress,
+                        now,
+                        self.last_tick.min(now),
+                        shared.clock.raw(),
+                        tick.lost,
+                    ));
+                }
+            }
+        }
+        silence
+    }
+
+    /// One worker whose counters are even and unchanged since the last tick. Returns
+    /// whether it has been silent for the threshold.
+    #[allow(clippy::too_many_arguments)]
+    fn watch_silent(
+        &mut self,
+        shared: &Arc<Shared>,
+        tick: &Tick,
+        now: Instant,
+        metrics: &RuntimeMetrics,
+        i: usize,
+        w: &mut WorkerWatch,
+        entries: &mut Option<Vec<Arc<ThreadEntry>>>,
+        episodes: &mut Episodes,
+    ) -> bool {
+        let threshold = shared.config.stall_threshold;
+        let tick_len = shared.config.watchdog_tick;
+        let lost = tick.lost.saturating_sub(w.lost_base);
+        let silent = now.saturating_duration_since(w.since).saturating_sub(lost);
+        let entries = entries.get_or_insert_with(|| shared.threads.snapshot());
+        let runner = w
+            .episode_thread
+            .clone()
+            .or_else(|| runner_of(metrics, self.current_thread, i, entries));
+        let runner_poll = runner.as_ref().map(|r| (r.tid(), r.last_poll()));
+        if let (Some((tid, before)), Some((now_tid, poll))) = (w.runner_poll, runner_poll) {
+            if tid == now_tid && poll != before {
+                // Its thread polled another task: the stuck poll (if any) is over.
+                if let Some((ep, from)) = w.episode.take() {
+                    episodes.close(ep, now.saturating_duration_since(from));
+                }
+                let now_raw = shared.clock.raw();
+                let ago = Duration::from_nanos(shared.clock.delta_as_nanos(poll.min(now_raw), now_raw));
+                let polled_at = now.checked_sub(ago).unwrap_or(now);
+                *w = WorkerWatch::new(w.progress, now, polled_at, now_raw, tick.lost);
+                w.runner_poll = runner_poll;
+                return false;
+            }
+        }
+        w.runner_poll = runner_poll;
+        if let Some((ep, from)) = &mut w.episode {
+            episodes.still_stuck(ep, now.saturating_duration_since(*from));
+            return silent >= threshold;
+        }
+        let candidates = candidates(
+            shared,
+            metrics,
+            self.current_thread,
+            i,
+            w.since_raw,
+            tick_len,
+            entries,
+        );
+        for c in &candidates {
+            let tid = c.tid();
+            match self.tracks.iter_mut().find(|t| t.tid == tid) {
+                Some(t) => t.update(self.ticks, now),
+                None => self.tracks.push(Track::new(tid, self.ticks, now)),
+            }
+        }
+        if tick.late || silent < threshold {
+            return silent >= threshold;
+        }
+        let culprit = self.culprit(shared, metrics, w, candidates, now, silent, lost);
+        let (thread, kind, from) = match culprit {
+            Culprit::Wait => return true,
+            Culprit::Thread(e, from) => {
+                if e.exempt() {
+                    return true;
+                }
+                let share = self.share_of(&e, (from > w.changed_after).then_some(from));
+                if share.is_some_and(|s| s.starved()) {
+                    return true;
+                }
+                (Some(e), share.map(|s| s.kind()), from)
+            }
+            Culprit::Unresolved(cands) => {
+                let shares: Vec<Option<CpuShare>> =
+                    cands.iter().map(|e| self.share_of(e, None)).collect();
+                if !shares.is_empty() && shares.iter().all(|s| s.is_some_and(|s| s.starved())) {
+                    return true;
+                }
+                // The stuck thread is one of these: if they all agree, so does it.
+                let kinds: Vec<Option<StallKind>> =
+                    shares.iter().map(|s| s.map(|s| s.kind())).collect();
+                let agreed = match kinds.first() {
+                    Some(Some(k)) if kinds.iter().all(|x| *x == Some(*k)) => Some(*k),
+                    _ => None,
+                };
+                (None, agreed, w.changed_after)
+            }
+        };
+        let ep = episodes.open(Suspect {
+            detection: Detection::Worker,
+            thread: thread.as_ref().map(|e| e.info.handle),
+            thread_name: thread
+                .as_ref()
+                .map(|e| e.info.name.clone())
+                .unwrap_or_default(),
+            worker: Some(i),
+            task_id: None,
+            spawned_at: None,
+            stuck_for: now.saturating_duration_since(from),
+            kind: kind.unwrap_or(StallKind::Unknown),
+        });
+        w.episode = Some((ep, from));
+        w.runner_poll = thread.as_ref().map(|e| (e.tid(), e.last_poll()));
+        w.episode_thread = thread;
+        true
+    }
+
+    /// The CPU share of `e`'s thread since `from`'s sample (else since it was first watched).
+    fn share_of(&self, e: &ThreadEntry, from: Option<Instant>) -> Option<CpuShare> {
+        let t = self.tracks.iter().find(|t| t.tid == e.tid())?;
+        let base = from.and(t.stuck_base.as_ref());
+        t.share(base)
+    }
+
+    /// When `e`'s thread has looked stuck since, without a break: from the silence's start
+    /// if it has looked stuck all along, else from just before its last break. Detection
+    /// needs this to cover the threshold, so a thread that comes and goes (short runs
+    /// between short waits: a worker slowed by a starved lock holder, a runtime nobody
+    /// drives) is not a stall. `None` if its CPU time cannot be read.
+    fn stuck_from(&self, e: &ThreadEntry, w: &WorkerWatch, slack: Duration) -> Option<(Instant, Instant)> {
+        let t = self.tracks.iter().find(|t| t.tid == e.tid())?;
+        t.last.as_ref()?;
+        Some(if t.stuck_since <= w.since + slack {
+            (w.since, w.changed_after)
+        } else {
+            (t.stuck_since, t.stuck_after)
+        })
+    }
+
+    /// The candidates that have looked stuck for the threshold, with the instant each
+    /// stall counts from. One is the culprit; several cannot be told apart.
+    #[allow(clippy::too_many_arguments)]
+    fn culprit(
+        &self,
+        shared: &Shared,
+        metrics: &RuntimeMetrics,
+        w: &WorkerWatch,
+        candidates: Vec<Arc<ThreadEntry>>,
+        now: Instant,
+        silent: Duration,
+        lost: Duration,
+    ) -> Culprit {
+        let threshold = shared.config.stall_threshold;
+        let tick_len = shared.config.watchdog_tick;
+        if self.current_thread
+            && !shared.threads.driven()
+            && metrics.num_alive_tasks() <= metrics.global_queue_depth()
+        {
+            return Culprit::Wait; // nothing has been polled yet: nothing can be stuck
+        }
+        let stuck: Vec<(Arc<ThreadEntry>, Instant)> = candidates
+            .into_iter()
+            .filter_map(|e| {
+                let (since, from) = self.stuck_from(&e, w, tick_len * 2)?;
+                let long = now.saturating_duration_since(since).saturating_sub(lost) >= threshold;
+                long.then_some((e, from))
+            })
+            .collect();
+        match stuck.len() {
+            0 => Culprit::Wait,
+            1 => {
+                let (e, from) = stuck.into_iter().next().expect("one");
+                Culprit::Thread(e, from)
+            }
+            // A tick's patience for the others to show they are not stuck.
+            _ if silent < threshold + tick_len => Culprit::Wait,
+            _ => Culprit::Unresolved(stuck.into_iter().map(|(e, _)| e).collect()),
+        }
+    }
+
+    /// The probe rule (see the module docs).
+    fn watch_probe(
+        &mut self,
+        shared: &Shared,
+        tick: &Tick,
+        probe: &Probe,
+        wait: Option<ProbeWait>,
+        silence: &Silence,
+        episodes: &mut Episodes,
+    ) {
+        let Some(wait) = wait else {
+            self.close_probe(probe, episodes);
+            return;
+        };
+        if self
+            .probe
+            .as_ref()
+            .is_some_and(|p| p.woken_at != wait.woken_at)
+        {
+            self.close_probe(probe, episodes);
+        }
+        let worker_open = self.workers.iter().flatten().any(|w| w.episode.is_some());
+        let p = self.probe.get_or_insert_with(|| ProbeWatch {
+            woken_at: wait.woken_at,
+            lost_base: tick.lost_before,
+            waited: Duration::ZERO,
+            explained: false,
+            episode: None,
+        });
+        p.waited = wait.waited;
+        p.explained |= silence.explains || worker_open;
+        if let Some(ep) = &mut p.episode {
+            episodes.still_stuck(ep, wait.waited);
+            return;
+        }
+        let threshold = shared.config.stall_threshold;
+        let waited = wait
+            .waited
+            .saturating_sub(tick.lost.saturating_sub(p.lost_base));
+        if p.explained
+            || tick.late
+            || waited < threshold
+            || (silence.suspect && waited < threshold * 2)
+        {
+            return;
+        }
+        p.episode = Some(episodes.open(Suspect {
+            detection: Detection::Probe,
+            thread: None,
+            thread_name: String::new(),
+            worker: None,
+            task_id: None,
+            spawned_at: None,
+            stuck_for: wait.waited,
+            kind: StallKind::Unknown,
+        }));
+    }
+
+    /// The probe was polled (or the runtime is gone): its episode, if any, ends with the
+    /// exact delay.
+    fn close_probe(&mut self, probe: &Probe, episodes: &mut Episodes) {
+        if let Some(p) = self.probe.take() {
+            if let Some(ep) = p.episode {
+                episodes.close(ep, probe.answered(p.woken_at).unwrap_or(p.waited));
+            }
+        }
+    }
+}
+
+/// The thread known to run worker `i` right now, if any: tokio's word under
+/// `tokio_unstable`, the driver of a `current_thread` runtime, else the latest thread seen
+/// polling while it was certainly worker `i`.
+fn runner_of(
+    metrics: &RuntimeMetrics,
+    current_thread: bool,
+    i: usize,
+    entries: &[Arc<ThreadEntry>],
+) -> Option<Arc<ThreadEntry>> {
+    #[cfg(tokio_unstable)]
+    if let Some(id) = metrics.worker_thread_id(i) {
+        return entries.iter().find(|e| e.info.thread_id == id).cloned();
+    }
+    #[cfg(not(tokio_unstable))]
+    let _ = metrics;
+    if current_thread {
+        return entries
+            .iter()
+            .filter(|e| e.last_drive() > 0)
+            .max_by_key(|e| e.last_drive())
+            .cloned();
+    }
+    entries
+        .iter()
+        .filter_map(|e| e.index().filter(|(j, _)| *j == i).map(|(_, at)| (at, e)))
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, e)| e.clone())
+}
+
+/// The threads that may be worker `i` (see the module docs).
+fn candidates(
+    shared: &Shared,
+    metrics: &RuntimeMetrics,
+    current_thread: bool,
+    i: usize,
+    since_raw: u64,
+    tick_len: Duration,
+    entries: &[Arc<ThreadEntry>],
+) -> Vec<Arc<ThreadEntry>> {
+    #[cfg(tokio_unstable)]
+    if let Some(id) = metrics.worker_thread_id(i) {
+        return entries
+            .iter()
+            .filter(|e| e.info.thread_id == id)
+            .take(1)
+            .cloned()
+            .collect();
+    }
+    if current_thread {
+        return entries
+            .iter()
+            .filter(|e| e.last_drive() > 0)
+            .max_by_key(|e| e.last_drive())
+            .cloned()
+            .into_iter()
+            .collect();
+    }
+    // A poll a tick or more after the silence began proves the thread is not stuck in it.
+    let polled_since = |e: &ThreadEntry| {
+        let at = e.last_poll();
+        at > since_raw && shared.clock.delta_as_nanos(since_raw, at) >= tick_len.as_nanos() as u64
+    };
+    // Only the latest thread seen running an index still runs it.
+    let runs = |e: &ThreadEntry, j: usize| {
+        e.index().is_some_and(|(k, at)| {
+            k == j
+                && entries
+                    .iter()
+                    .filter_map(|o| o.index())
+                    .all(|(ok, oat)| ok != j || oat <= at)
+        })
+    };
+    let workers = metrics.num_workers();
+    let possible: Vec<Arc<ThreadEntry>> = entries
+        .iter()
+        .filter(|e| {
+            e.is_worker()
+                && e.parked() != Some(true)
+                && !polled_since(e)
+                && !(0..workers).any(|j| j != i && runs(e, j))
+        })
+        .cloned()
+        .collect();
+    let known: Vec<Arc<ThreadEntry>> = possible.iter().filter(|e| runs(e, i)).cloned().collect();
+    if known.len() == 1 {
+        known
+    } else {
+        possible
+    }
+}
