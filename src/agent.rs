@@ -72,6 +72,11 @@ impl Builder {
         stacks: bool
     );
     setter!(
+        /// Time one poll in this many per worker for the poll-time histogram (default 16;
+        /// 1 times every poll). Stall detection is exact either way.
+        poll_time_sample_every: u32
+    );
+    setter!(
         /// Parse debug info at start so the first stack is ready at once (default off).
         warm_up_symbols: bool
     );

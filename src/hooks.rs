@@ -157,10 +157,16 @@ fn install_task_hooks(
 ) {
     let s = shared.clone();
     let f = user.before_poll;
+    let every = shared.config.poll_time_sample_every;
     builder.on_before_task_poll(move |meta| {
         if let Some(slot) = s.slots.current() {
             let callsite = s.callsites.index_of(meta.spawned_at());
-            slot.begin_poll(task_id(meta.id()), callsite, s.clock.raw());
+            let start = if slot.timing_turn(every) {
+                s.clock.raw().max(1)
+            } else {
+                0
+            };
+            slot.begin_poll(task_id(meta.id()), callsite, start);
         }
         if let Some(f) = &f {
             f(meta);
@@ -170,9 +176,15 @@ fn install_task_hooks(
     let f = user.after_poll;
     builder.on_after_task_poll(move |meta| {
         if let Some(slot) = s.slots.current() {
-            let now = s.clock.raw();
-            let elapsed = s.clock.delta_as_nanos(slot.poll_start(), now);
-            slot.end_poll(now, elapsed);
+            if slot.needs_end_time() {
+                let now = s.clock.raw();
+                let start = slot.poll_start();
+                let elapsed =
+                    (start != 0 && now >= start).then(|| s.clock.delta_as_nanos(start, now));
+                slot.end_poll(now, elapsed, u64::from(every));
+            } else {
+                slot.end_poll(0, None, 1);
+            }
         }
         if let Some(f) = &f {
             f(meta);

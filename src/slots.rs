@@ -1,11 +1,17 @@
 //! Per-worker poll slots: the only memory the poll hooks write.
 //!
 //! Each worker thread claims one cache-line-aligned [`PollSlot`] the first time it polls a
-//! task. The before-poll hook writes the task id, the spawn location's index and the start
-//! time, then makes the slot's generation odd; the after-poll hook records the poll's
-//! duration into the slot's own histogram shard and callsite counters and makes the
-//! generation even again. All of it is plain loads and stores by the owning thread: no lock,
-//! no allocation, no syscall, no cache line shared with another worker.
+//! task. The before-poll hook writes the task id and the spawn location's index, then makes
+//! the slot's generation odd; the after-poll hook counts the poll and makes the generation
+//! even again. Stall detection needs nothing more: the watchdog sees a generation that stays
+//! odd. All of it is plain loads and stores by the owning thread: no lock, no allocation, no
+//! syscall, no cache line shared with another worker.
+//!
+//! Reading a clock is the expensive part of a hook (about 20 ns per read on the machines we
+//! measured, see `BENCHMARKS.md`), so poll *timing* is sampled: one poll in
+//! `Config::poll_time_sample_every` per thread is timed, and recorded with that weight in
+//! the slot's histogram shard and callsite poll time. A poll the watchdog is watching as a
+//! stall always gets its end time read, so a stall's duration stays exact.
 //!
 //! The watchdog reads slots like a seqlock: generation, fields, generation again.
 
@@ -62,7 +68,13 @@ pub(crate) struct PollSlot {
     task_id: AtomicU64,
     callsite: AtomicU32,
     exempt: AtomicU32,
+    /// Polls left until the next timed one (owning thread only).
+    timing_countdown: AtomicU32,
+    /// Raw clock reading at the start of the current poll when it is timed, else 0.
     poll_start: AtomicU64,
+    /// Set by the watchdog while a stall episode is open on this slot: the after-poll hook
+    /// then records `poll_end`, so the episode's duration is exact.
+    watched: std::sync::atomic::AtomicBool,
     poll_end: AtomicU64,
     pub(crate) poll_time: HistogramShard,
     callsite_polls: Box<[AtomicU64]>,
@@ -79,7 +91,9 @@ impl PollSlot {
             task_id: AtomicU64::new(0),
             callsite: AtomicU32::new(0),
             exempt: AtomicU32::new(0),
+            timing_countdown: AtomicU32::new(0),
             poll_start: AtomicU64::new(0),
+            watched: std::sync::atomic::AtomicBool::new(false),
             poll_end: AtomicU64::new(0),
             poll_time: HistogramShard::new(),
             callsite_polls: (0..callsites).map(|_| AtomicU64::new(0)).collect(),
@@ -101,6 +115,8 @@ impl PollSlot {
         }
         self.callsite.store(0, Relaxed);
         self.exempt.store(0, Relaxed);
+        self.timing_countdown.store(0, Relaxed);
+        self.watched.store(false, Relaxed);
         self.poll_time.reset();
         for a in self
             .callsite_polls
@@ -111,36 +127,67 @@ impl PollSlot {
         }
     }
 
-    /// Hot path, owning thread only.
+    /// Hot path, owning thread only: is this poll the one in `every` to be timed?
     #[inline]
-    pub(crate) fn begin_poll(&self, task_id: u64, callsite: u32, now: u64) {
+    pub(crate) fn timing_turn(&self, every: u32) -> bool {
+        let left = self.timing_countdown.load(Relaxed);
+        if left <= 1 {
+            self.timing_countdown.store(every, Relaxed);
+            true
+        } else {
+            self.timing_countdown.store(left - 1, Relaxed);
+            false
+        }
+    }
+
+    /// Hot path, owning thread only. `start` is the raw clock reading for a timed poll, 0
+    /// for an untimed one.
+    #[inline]
+    pub(crate) fn begin_poll(&self, task_id: u64, callsite: u32, start: u64) {
         self.task_id.store(task_id, Relaxed);
         self.callsite.store(callsite, Relaxed);
-        self.poll_start.store(now, Relaxed);
+        self.poll_start.store(start, Relaxed);
         let g = self.generation.load(Relaxed);
         self.generation.store(g | 1, Release);
     }
 
-    /// Hot path, owning thread only. `elapsed_ns` is the poll's duration.
+    /// Hot path, owning thread only: does the after-poll hook need a clock reading?
     #[inline]
-    pub(crate) fn end_poll(&self, now: u64, elapsed_ns: u64) {
+    pub(crate) fn needs_end_time(&self) -> bool {
+        self.poll_start.load(Relaxed) != 0 || self.watched.load(Relaxed)
+    }
+
+    /// Hot path, owning thread only. `now` is a raw clock reading when
+    /// [`PollSlot::needs_end_time`] said so, else 0; `weight` is the timing sample rate.
+    #[inline]
+    pub(crate) fn end_poll(&self, now: u64, elapsed_ns: Option<u64>, weight: u64) {
         let cs = self.callsite.load(Relaxed) as usize;
-        self.poll_time.record_single_writer(elapsed_ns);
-        if let (Some(polls), Some(ns)) =
-            (self.callsite_polls.get(cs), self.callsite_poll_ns.get(cs))
-        {
+        if let Some(polls) = self.callsite_polls.get(cs) {
             polls.store(polls.load(Relaxed) + 1, Relaxed);
-            ns.store(ns.load(Relaxed).wrapping_add(elapsed_ns), Relaxed);
         }
-        self.poll_end.store(now, Relaxed);
+        if let Some(ns) = elapsed_ns {
+            self.poll_time.record_weighted_single_writer(ns, weight);
+            if let Some(total) = self.callsite_poll_ns.get(cs) {
+                total.store(total.load(Relaxed).wrapping_add(ns * weight), Relaxed);
+            }
+        }
+        if now != 0 {
+            self.poll_end.store(now, Relaxed);
+        }
         let g = self.generation.load(Relaxed);
         self.generation.store((g | 1) + 1, Release);
     }
 
-    /// The raw clock reading when the last poll began (owning thread, after-poll hook).
+    /// The raw clock reading when the current poll began, 0 if it is not timed (owning
+    /// thread, after-poll hook).
     #[inline]
     pub(crate) fn poll_start(&self) -> u64 {
         self.poll_start.load(Relaxed)
+    }
+
+    /// The watchdog opens or closes a stall episode on this slot.
+    pub(crate) fn set_watched(&self, watched: bool) {
+        self.watched.store(watched, Release);
     }
 
     /// A consistent view of the current poll, or `None` if the slot changed while read.
@@ -157,10 +204,11 @@ impl PollSlot {
         (self.generation.load(Relaxed) == generation).then_some(view)
     }
 
-    /// The raw clock reading at which the poll after `generation` ended.
-    pub(crate) fn poll_end_after(&self, generation: u64) -> Option<u64> {
+    /// The raw clock reading at which the poll of `generation` ended, if it was recorded
+    /// (the slot was watched) and no later poll has begun since.
+    pub(crate) fn poll_end_after(&self, generation: u64, started: u64) -> Option<u64> {
         let end = self.poll_end.load(Acquire);
-        (self.generation.load(Acquire) == generation + 1).then_some(end)
+        (self.generation.load(Acquire) == generation + 1 && end > started).then_some(end)
     }
 
     pub(crate) fn is_claimed(&self) -> bool {

@@ -15,7 +15,10 @@ fn attach_current_thread_runtime_stall_is_reported_on_its_thread() {
         .enable_all()
         .build()
         .unwrap();
-    let me = std::thread::current().name().unwrap_or_default().to_string();
+    let me = std::thread::current()
+        .name()
+        .unwrap_or_default()
+        .to_string();
     let (during, after) = rt.block_on(async {
         let agent = Arc::new(
             pollwatch::Agent::builder()

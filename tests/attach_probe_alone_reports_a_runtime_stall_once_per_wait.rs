@@ -31,7 +31,10 @@ fn attach_probe_alone_reports_a_runtime_stall_once_per_wait() {
         assert!(r.ongoing, "raised while the probe waits: {r:#?}");
         assert_eq!(r.detection, Detection::Probe, "{r:#?}");
         assert_eq!(r.kind, StallKind::Unknown, "{r:#?}");
-        assert!(r.worker.is_none() && r.tid == 0, "no thread is named: {r:#?}");
+        assert!(
+            r.worker.is_none() && r.tid == 0,
+            "no thread is named: {r:#?}"
+        );
         let after = support::wait_for(&agent, Duration::from_secs(3), |s| {
             s.len() == round && s.iter().all(|r| !r.ongoing)
         });

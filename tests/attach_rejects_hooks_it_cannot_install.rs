@@ -28,11 +28,22 @@ fn attach_rejects_hooks_it_cannot_install() {
                 .on_thread_start(|| {})
                 .attach(&handle)
                 .unwrap_err();
-            assert!(matches!(err, Error::InvalidConfig { field: "on_thread_start", .. }));
+            assert!(matches!(
+                err,
+                Error::InvalidConfig {
+                    field: "on_thread_start",
+                    ..
+                }
+            ));
             let msg = err.to_string();
-            assert!(msg.contains("on_thread_start") && msg.contains("build_runtime"), "{msg}");
+            assert!(
+                msg.contains("on_thread_start") && msg.contains("build_runtime"),
+                "{msg}"
+            );
 
-            let lenient = Agent::builder().on_thread_park(|| {}).attach_or_disabled(&handle);
+            let lenient = Agent::builder()
+                .on_thread_park(|| {})
+                .attach_or_disabled(&handle);
             assert_eq!(lenient.mode(), Mode::Disabled);
 
             let off = Agent::builder().enabled(false).attach(&handle).unwrap();

@@ -28,7 +28,8 @@ fn attach_single_worker_stall_is_one_report_not_two() {
     let s = agent.stalls();
     assert_eq!(s.len(), 6, "one report per stall: {s:#?}");
     assert!(
-        s.iter().all(|r| r.detection == Detection::Worker && r.worker == Some(0)),
+        s.iter()
+            .all(|r| r.detection == Detection::Worker && r.worker == Some(0)),
         "{s:#?}"
     );
 }

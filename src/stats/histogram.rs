@@ -68,6 +68,19 @@ impl HistogramShard {
             .store(self.sum_ns.load(Relaxed).wrapping_add(ns), Relaxed);
     }
 
+    /// Records one sampled observation that stands for `weight` polls. Single writer only.
+    #[inline]
+    pub(crate) fn record_weighted_single_writer(&self, ns: u64, weight: u64) {
+        let b = &self.buckets[bucket_index(ns)];
+        b.store(b.load(Relaxed) + weight, Relaxed);
+        self.sum_ns.store(
+            self.sum_ns
+                .load(Relaxed)
+                .wrapping_add(ns.wrapping_mul(weight)),
+            Relaxed,
+        );
+    }
+
     /// Records one observation from any thread (for rarely written histograms).
     pub(crate) fn record_shared(&self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);

@@ -1,9 +1,11 @@
 //! Hooked-mode detection: read every worker's poll slot each tick; a slot whose generation
 //! has stayed odd (inside one poll) for longer than the threshold is a stall.
 //!
-//! The hooks read no clock for this: the watchdog sees the unchanged generation. The poll's
-//! start time (which the hooks record for the poll-time histogram anyway) makes the reported
-//! duration exact.
+//! The hooks read no clock for this: the watchdog sees the unchanged generation. A poll's
+//! start is the moment the watchdog first saw its generation (it began at most one tick
+//! earlier), or the exact start when the hooks happened to time that poll. So a stall is
+//! never raised early, and is raised no later than threshold + one tick. Once an episode is
+//! open the slot is marked watched and the after-poll hook records the exact end.
 
 use std::time::Duration;
 
@@ -21,7 +23,8 @@ struct Watched {
     generation: u64,
     /// Watchdog time lost to its own lateness when this poll was first seen.
     lost_base: Duration,
-    /// Raw clock reading at the start of the watched poll.
+    /// Raw clock reading at the start of the watched poll: exact when the hooks timed it,
+    /// else when the watchdog first saw it.
     poll_start: u64,
     cpu_base: Option<CpuSample>,
     thread: Option<ThreadInfo>,
@@ -53,6 +56,7 @@ impl PollHookDetector {
             if claim != w.claim {
                 // The slot changed hands (or was freed): whatever we watched is over.
                 if let Some(ep) = w.episode.take() {
+                    slot.set_watched(false);
                     episodes.close(ep, elapsed(shared, w.poll_start, now_raw));
                 }
                 *w = Watched {
@@ -67,16 +71,23 @@ impl PollHookDetector {
             let Some(view) = slot.view() else { continue };
             if view.generation != w.generation {
                 if let Some(ep) = w.episode.take() {
-                    let end = slot.poll_end_after(w.generation).unwrap_or(now_raw);
+                    let end = slot
+                        .poll_end_after(w.generation, w.poll_start)
+                        .unwrap_or(now_raw);
+                    slot.set_watched(false);
                     episodes.close(ep, elapsed(shared, w.poll_start, end));
                 }
                 w.generation = view.generation;
-                w.poll_start = view.start;
+                w.poll_start = if view.start != 0 && view.start <= now_raw {
+                    view.start
+                } else {
+                    now_raw
+                };
                 w.lost_base = tick.lost_before;
                 w.cpu_base = None;
                 continue;
             }
-            let age = elapsed(shared, view.start, now_raw);
+            let age = elapsed(shared, w.poll_start, now_raw);
             if view.generation % 2 == 0 {
                 continue; // idle between polls
             }
@@ -105,6 +116,7 @@ impl PollHookDetector {
             if in_block_in_place(self.handle.as_ref(), worker) {
                 continue;
             }
+            slot.set_watched(true);
             w.episode = Some(episodes.open(Suspect {
                 detection: Detection::PollHook,
                 thread: thread.map(|t| t.handle),

@@ -123,7 +123,13 @@ struct WorkerWatch {
 }
 
 impl WorkerWatch {
-    fn new(progress: Progress, now: Instant, changed_after: Instant, now_raw: u64, lost: Duration) -> Self {
+    fn new(
+        progress: Progress,
+        now: Instant,
+        changed_after: Instant,
+        now_raw: u64,
+        lost: Duration,
+    ) -> Self {
         WorkerWatch {
             progress,
             since: now,
@@ -144,11 +150,26 @@ struct Track {
     seen: u64,
     first: Option<CpuSample>,
     last: Option<CpuSample>,
-    /// Since when every tick looked like one stuck poll, and the sample then; the stuck
+    /// Since when no tick has shown the thread come and go, and the sample then; the
     /// stretch began after `stuck_after` (the sample before).
     stuck_since: Instant,
     stuck_after: Instant,
     stuck_base: Option<CpuSample>,
+    /// Time in that stretch the thread was runnable but not run: the host's, not the
+    /// future's, so it does not count towards a stall.
+    starved: Duration,
+}
+
+/// What one tick shows of a thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Look {
+    /// Wanted the CPU most of the tick, or did not run at all while asleep in the kernel:
+    /// what one stuck poll looks like.
+    Stuck,
+    /// Runnable, but the host did not run it.
+    Starved,
+    /// Short runs between waits: a thread that comes and goes.
+    Moving,
 }
 
 impl Track {
@@ -162,6 +183,7 @@ impl Track {
             stuck_since: now,
             stuck_after: now,
             stuck_base: s,
+            starved: Duration::ZERO,
         }
     }
 
@@ -171,11 +193,23 @@ impl Track {
         }
         self.seen = seen;
         let s = cpu::sample(self.tid);
-        let consistent = matches!((&self.last, &s), (Some(a), Some(b)) if looks_stuck(a, b));
-        if !consistent {
-            self.stuck_after = self.last.map_or(now, |l| l.at);
-            self.stuck_since = now;
-            self.stuck_base = s;
+        let look = match (&self.last, &s) {
+            (Some(a), Some(b)) => look(a, b, thread_state(self.tid)),
+            _ => Look::Moving,
+        };
+        match look {
+            Look::Stuck => {}
+            Look::Starved => {
+                if let (Some(a), Some(b)) = (&self.last, &s) {
+                    self.starved += b.at.saturating_duration_since(a.at);
+                }
+            }
+            Look::Moving => {
+                self.stuck_after = self.last.map_or(now, |l| l.at);
+                self.stuck_since = now;
+                self.stuck_base = s;
+                self.starved = Duration::ZERO;
+            }
         }
         self.last = s;
     }
@@ -187,15 +221,32 @@ impl Track {
     }
 }
 
-/// Between two samples the thread either wanted the CPU most of the time (ran, or waited to
-/// run) or did not run at all (one uninterrupted wait): both are what one stuck poll looks
-/// like. Anything else (short runs between waits) is a thread that comes and goes.
-fn looks_stuck(a: &CpuSample, b: &CpuSample) -> bool {
+/// What the thread did between two samples, given its scheduler state at the second. The
+/// kernel accounts run-queue time only once a thread runs again, hence the state: a thread
+/// that is runnable (`R`) at a tick wants the CPU, whatever the counters say yet.
+fn look(a: &CpuSample, b: &CpuSample, state: Option<u8>) -> Look {
     let wall = b.at.saturating_duration_since(a.at).as_nanos() as u64;
     let ran = b.on_cpu_ns.saturating_sub(a.on_cpu_ns);
     let queued = b.runqueue_ns.saturating_sub(a.runqueue_ns);
-    let idle = ran == 0 && b.timeslices == a.timeslices;
-    idle || (ran + queued).saturating_mul(2) >= wall
+    let asleep = matches!(state, Some(b'S' | b'D' | b'I'));
+    if ran == 0 && b.timeslices == a.timeslices {
+        return if asleep { Look::Stuck } else { Look::Starved };
+    }
+    if state == Some(b'R') || (ran + queued).saturating_mul(2) >= wall {
+        Look::Stuck
+    } else {
+        Look::Moving
+    }
+}
+
+/// The scheduler state letter of `/proc/self/task/<tid>/stat` (`R` runnable, `S` asleep,
+/// `D` uninterruptible, ...).
+fn thread_state(tid: i32) -> Option<u8> {
+    let stat = std::fs::read(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // "tid (comm) S ...": the name may hold spaces and parentheses; the state follows the
+    // last ')'.
+    let close = stat.iter().rposition(|&c| c == b')')?;
+    stat.get(close + 2).copied()
 }
 
 /// One wake-up of the probe.
@@ -395,7 +446,8 @@ impl AttachDetector {
                     episodes.close(ep, now.saturating_duration_since(from));
                 }
                 let now_raw = shared.clock.raw();
-                let ago = Duration::from_nanos(shared.clock.delta_as_nanos(poll.min(now_raw), now_raw));
+                let ago =
+                    Duration::from_nanos(shared.clock.delta_as_nanos(poll.min(now_raw), now_raw));
                 let polled_at = now.checked_sub(ago).unwrap_or(now);
                 *w = WorkerWatch::new(w.progress, now, polled_at, now_raw, tick.lost);
                 w.runner_poll = runner_poll;
@@ -481,18 +533,24 @@ impl AttachDetector {
         t.share(base)
     }
 
-    /// When `e`'s thread has looked stuck since, without a break: from the silence's start
-    /// if it has looked stuck all along, else from just before its last break. Detection
-    /// needs this to cover the threshold, so a thread that comes and goes (short runs
-    /// between short waits: a worker slowed by a starved lock holder, a runtime nobody
-    /// drives) is not a stall. `None` if its CPU time cannot be read.
-    fn stuck_from(&self, e: &ThreadEntry, w: &WorkerWatch, slack: Duration) -> Option<(Instant, Instant)> {
+    /// How `e`'s thread has looked since the silence began: the instant its stuck stretch
+    /// starts (the silence's start if no tick showed it come and go, else its last such
+    /// tick), the instant a stall counts from (just before that), and the time in the
+    /// stretch it was starved. Detection needs the stretch, minus starvation, to cover the
+    /// threshold, so a thread that comes and goes (a runtime nobody drives, a worker slowed
+    /// by the host) is not a stall. `None` if its CPU time cannot be read.
+    fn stuck_from(
+        &self,
+        e: &ThreadEntry,
+        w: &WorkerWatch,
+        slack: Duration,
+    ) -> Option<(Instant, Instant, Duration)> {
         let t = self.tracks.iter().find(|t| t.tid == e.tid())?;
         t.last.as_ref()?;
         Some(if t.stuck_since <= w.since + slack {
-            (w.since, w.changed_after)
+            (w.since, w.changed_after, t.starved)
         } else {
-            (t.stuck_since, t.stuck_after)
+            (t.stuck_since, t.stuck_after, t.starved)
         })
     }
 
@@ -520,8 +578,12 @@ impl AttachDetector {
         let stuck: Vec<(Arc<ThreadEntry>, Instant)> = candidates
             .into_iter()
             .filter_map(|e| {
-                let (since, from) = self.stuck_from(&e, w, tick_len * 2)?;
-                let long = now.saturating_duration_since(since).saturating_sub(lost) >= threshold;
+                let (since, from, starved) = self.stuck_from(&e, w, tick_len * 2)?;
+                let stuck = now
+                    .saturating_duration_since(since)
+                    .saturating_sub(lost)
+                    .saturating_sub(starved);
+                let long = stuck >= threshold;
                 long.then_some((e, from))
             })
             .collect();
