@@ -3,13 +3,14 @@
 //! runtimes built through pollwatch.
 //!
 //! ```sh
-//! RUSTFLAGS="--cfg tokio_unstable" CARGO_TARGET_DIR=target/unstable cargo bench --bench hooks
+//! RUSTFLAGS="--cfg tokio_unstable" cargo bench --bench hooks
 //! ```
 //!
 //! Under `--cfg tokio_unstable` the pollwatch runtimes are hooked mode: poll, spawn and
 //! terminate hooks on every task, plus the watchdog thread. On stable tokio those hooks do
 //! not exist, so the same rows measure attach mode (thread hooks, watchdog and probe); the
-//! bench says which one it measured.
+//! bench says which one it measured. The pollwatch rows: the defaults, `stacks(false)`,
+//! `poll_time_sample_every(1)` (every poll timed, instead of 1 in 16) and `enabled(false)`.
 //!
 //! Under `--cfg tokio_unstable` two more rows split the cost: tokio with empty
 //! before/after-poll hooks (what tokio's hook dispatch costs by itself), and the same hooks
@@ -80,9 +81,13 @@ fn subjects() -> (Vec<Subject>, Mode) {
     };
     let (mode, full) = with("pollwatch (defaults)", Agent::builder());
     let (_, no_stacks) = with("pollwatch, stacks(false)", Agent::builder().stacks(false));
+    let (_, every_poll) = with(
+        "pollwatch, poll_time_sample_every(1)",
+        Agent::builder().poll_time_sample_every(1),
+    );
     let (_, disabled) = with("pollwatch, enabled(false)", Agent::builder().enabled(false));
     #[cfg_attr(not(tokio_unstable), allow(unused_mut))]
-    let mut all = vec![plain_row, full, no_stacks, disabled];
+    let mut all = vec![plain_row, full, no_stacks, every_poll, disabled];
     #[cfg(tokio_unstable)]
     {
         let mut b = tokio_builder();

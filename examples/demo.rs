@@ -27,15 +27,17 @@
 //! - which mode runs: `hooked` under `--cfg tokio_unstable` (every poll is watched; reports
 //!   carry the task id and its spawn location), `attach` on stable tokio (reports name the
 //!   stuck worker thread);
-//! - during the `/signup` half, one report per blocked poll, printed while the poll still
-//!   blocks: task, spawn location, worker, thread, duration, `cpu`, and the stuck thread's
+//! - during the `/signup` half, one report per blocked poll, printed as soon as its stack is
+//!   in, usually while the poll still blocks (`still blocked after …`): task, spawn
+//!   location, worker, thread, duration so far, `cpu`, and the stuck thread's
 //!   stack where capture is supported (Linux x86_64/aarch64): the RSA code it is in right
 //!   now, down to `generate_account_key` and the `/signup` handler in this file. The first
 //!   report of a code path is printed with its stack, later ones on one line; a line follows
 //!   when each stall ends, with its total duration;
 //! - during the `/signup-fixed` half, nothing: the key generation no longer runs on a worker;
 //! - a summary: stalls per spawn location, how many came from `/signup` and how many from
-//!   `/signup-fixed` (none), and the `/health` p50/p99 latency in each half.
+//!   `/signup-fixed` (none), and the `/health` p50/p99 latency in each half. Attach mode
+//!   knows no spawn locations; there a stall counts for the half of the run it began in.
 //!
 //! While it runs, `curl 127.0.0.1:9464/metrics` and `curl 127.0.0.1:9464/stalls` show the same
 //! data as Prometheus metrics and JSON. The demo exits 0 when `/signup` caused at least one

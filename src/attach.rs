@@ -175,16 +175,15 @@ impl Threads {
         if let Some(e) = self.mine() {
             return Some(e);
         }
-        let entry = {
+        let entry = Arc::new(ThreadEntry::new(ThreadInfo::current()));
+        {
             let mut entries = self.lock();
             if entries.len() >= MAX_THREADS {
                 self.refused.fetch_add(1, Relaxed);
                 return None;
             }
-            let entry = Arc::new(ThreadEntry::new(ThreadInfo::current()));
             entries.push(entry.clone());
-            entry
-        };
+        }
         MINE.with(|m| {
             let mut m = m.borrow_mut();
             m.retain(|(_, e)| !e.orphaned.load(Acquire));

@@ -1,47 +1,56 @@
 //! Attach-mode detection: no task hooks, so the watchdog reads what tokio publishes on
-//! stable (each worker's park/unpark count, park count and busy time) and what the kernel
-//! says about the runtime's threads (`/proc/self/task/<tid>/schedstat`), plus the probe.
+//! stable (each worker's park/unpark count, park count and busy time), what the kernel says
+//! about the runtime's threads (`/proc/self/task/<tid>/schedstat` and `stat`), and the
+//! probe.
 //!
 //! # Rules
 //!
 //! **Worker stall** (`detection: "worker"`). tokio publishes a worker's counters when it
 //! parks, right after it wakes, and every 61 scheduler ticks while it runs (its
-//! `event_interval` maintenance; tokio ≥ 1.39, 64-bit targets). So the park/unpark count is
-//! odd while the worker is parked and even while it runs tasks, and a worker running many
-//! short polls changes its busy time at least every 61 of them. Counters that stay the same
-//! and even for the threshold mean the worker is inside one poll (or inside fewer than 61
-//! polls that together took that long: see the README's limits). Each tick, for every
-//! worker:
-//! 1. counters changed since the last tick: the worker made progress (an open episode
-//!    closes, its duration measured to now);
-//! 2. odd: parked, nothing to do;
-//! 3. even and unchanged: "silent" since the tick that saw them change, minus the time the
-//!    watchdog itself lost to lateness meanwhile. From the first silent tick on, the threads
-//!    that may be this worker are watched tick by tick;
-//! 4. silent for the threshold, on a tick that was not late: the stuck thread is resolved
-//!    (below), and the episode opens unless that thread is inside `allow_blocking` or was
-//!    starved by the host (runnable, hardly running). Its stack is captured, `kind` comes
-//!    from its CPU time over the silence, and `worker` is the index whose counters stopped.
+//! `event_interval` maintenance; tokio 1.39 and later, 64-bit targets). So the park/unpark
+//! count is odd while the worker is parked and even while it runs tasks, and a worker
+//! running many short polls changes its busy time at least every 61 of them. Counters that
+//! stay the same and even mean the worker is inside one poll (or inside fewer than 61 polls
+//! that together take that long: see the README's limits). Each tick, for every worker:
+//! 1. counters changed, or the thread known to run the worker polled one of pollwatch's
+//!    tasks since the last tick: progress. An open episode closes (measured to now), and
+//!    the silence restarts;
+//! 2. odd: parked;
+//! 3. even and unchanged: silent since the tick that saw them change, minus the time the
+//!    watchdog itself lost to lateness. From the first silent tick on, the threads that may
+//!    run this worker are sampled every tick: each tick shows a thread *stuck* (wanted the
+//!    CPU most of the tick, or runnable at the tick, or asleep in the kernel without
+//!    running), *starved* (runnable but not run at all) or *moving* (came and went);
+//! 4. a candidate thread is stuck for the threshold when the silence, minus the ticks it
+//!    was starved, covers it; a thread that polled one of pollwatch's tasks during the
+//!    silence was not stuck then, so its count starts at that poll (on a `current_thread`
+//!    runtime, see below). On a tick that was
+//!    not late, a stall opens for it unless it is inside `allow_blocking` or its CPU share
+//!    says the host starved it. Its stack is captured, `kind` comes from its CPU time over
+//!    the silence, `worker` is the index whose counters stopped; `task_id` and `spawned_at`
+//!    are unknown.
 //!
 //! **Which thread.** Under `tokio_unstable` tokio says (`worker_thread_id`). Otherwise the
 //! candidates are the registered worker threads (see [`crate::attach`]) that are not
-//! parked (when pollwatch's park hooks say so), did not poll pollwatch's probe a tick or
-//! more after the silence began (a thread that polls is not stuck), and are not known to
-//! run another worker index. One candidate is the thread. Several: the ones that looked
-//! stuck on every tick of the silence (ran the whole time, or did not run at all); if that
-//! leaves one, it is the thread. Otherwise the watchdog waits one more tick, then reports
-//! the worker with no thread (`tid` 0, `capture: "failed"`, `kind` known only if every
-//! candidate agrees).
+//! parked (when pollwatch's park hooks say so) and are not the latest thread seen running
+//! another worker index (if there are none, the registered threads not yet seen acting as
+//! workers: a worker that got work before it first parked); if one of them is the latest
+//! seen running this index, it alone.
+//! One candidate stuck for the threshold is the culprit (the other workers keep polling
+//! the probe, so they never are). Several: after one
+//! more tick, the one that never came and went during the silence; if still several, the
+//! worker is reported without a thread (`tid` 0, `capture: "failed"`; `kind` only if all
+//! agree). None (no thread the agent has met, or none stuck): no report, since nothing can
+//! show that the host did not simply starve it.
 //!
-//! **`current_thread` runtimes** are driven by whichever thread calls `block_on`, and a
-//! runtime nobody drives (between two `block_on` calls) publishes nothing either, exactly
-//! like a stuck one. So the thread is the one that drove it last (tokio's
+//! **`current_thread` runtimes** are driven by whichever thread calls `block_on`, and one
+//! nobody drives (between two `block_on` calls) publishes nothing either, exactly like a
+//! stuck one. So the candidate is the thread that drove it last (tokio's
 //! `worker_thread_id` under `tokio_unstable`; else the last to poll the probe, park, build
-//! or attach), and a stall needs that thread to look stuck on every tick for the threshold
-//! (it ran the whole time, or did not run at all); the stall counts from then. Before the
-//! runtime is first seen running, a stall also needs a task that is not waiting in the
-//! injection queue (`num_alive_tasks > global_queue_depth`): nothing can be stuck in a
-//! runtime that has not polled anything yet.
+//! the runtime or attach), and it must have looked stuck on every tick for the threshold
+//! (starved ticks aside): a tick where it came and went restarts the count, and the stall
+//! counts from there. Before the runtime is first seen running, a stall also needs a task
+//! that is not waiting in the injection queue (`num_alive_tasks > global_queue_depth`).
 //!
 //! **Probe stall** (`detection: "probe"`), one episode per wake-up of the probe: it has
 //! waited for the threshold (minus watchdog lateness), on a tick that was not late, and no
@@ -51,6 +60,7 @@
 //! than the threshold, the probe waits up to twice the threshold for it to cross (so one
 //! stuck worker gives one report, the worker's, with its stack). It closes when the probe is
 //! polled, with the exact delay. No thread, stack or worker: it is the runtime as a whole.
+//! With `worker_detection(false)` the probe is the only detector.
 //!
 //! **Shutdown.** When the runtime shuts down (the probe task is dropped), open episodes
 //! close and nothing more is reported.
@@ -70,6 +80,10 @@ use crate::state::Shared;
 
 /// How often dead threads are forgotten and missing workers looked for.
 const UPKEEP: Duration = Duration::from_secs(1);
+
+/// Rounds of registrar tasks at most; after that the probe's own polls still register
+/// whichever worker runs it.
+const REGISTRAR_ROUNDS: u32 = 10;
 
 /// What tokio has published of one worker's progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,17 +169,49 @@ struct Track {
     stuck_since: Instant,
     stuck_after: Instant,
     stuck_base: Option<CpuSample>,
-    /// Time in that stretch the thread was runnable but not run: the host's, not the
-    /// future's, so it does not count towards a stall.
+    /// Time in that stretch (and since the track began) the thread was runnable but not
+    /// run at all: the host's, not the future's, so it does not count towards a stall.
     starved: Duration,
+    starved_total: Duration,
+    /// Ticks that wanted the CPU (stuck on it, or starved of it) and ticks asleep, since the
+    /// track began and in the current stretch: the stall's `kind` by majority, which unlike
+    /// CPU time does not miss run-queue time the kernel has not accounted yet.
+    votes: Votes,
+    stretch_votes: Votes,
+}
+
+/// Ticks that wanted the CPU and ticks asleep.
+#[derive(Clone, Copy, Debug, Default)]
+struct Votes {
+    cpu: u32,
+    asleep: u32,
+}
+
+impl Votes {
+    fn add(&mut self, kind: StallKind) {
+        match kind {
+            StallKind::Cpu => self.cpu += 1,
+            StallKind::OffCpu => self.asleep += 1,
+            StallKind::Unknown => {}
+        }
+    }
+
+    /// The majority, if there is one.
+    fn kind(&self) -> Option<StallKind> {
+        match self.cpu.cmp(&self.asleep) {
+            std::cmp::Ordering::Greater => Some(StallKind::Cpu),
+            std::cmp::Ordering::Less => Some(StallKind::OffCpu),
+            std::cmp::Ordering::Equal => None,
+        }
+    }
 }
 
 /// What one tick shows of a thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Look {
-    /// Wanted the CPU most of the tick, or did not run at all while asleep in the kernel:
-    /// what one stuck poll looks like.
-    Stuck,
+    /// Wanted the CPU most of the tick (`cpu`), or did not run at all while asleep in the
+    /// kernel (`off_cpu`): what one stuck poll looks like.
+    Stuck(StallKind),
     /// Runnable, but the host did not run it.
     Starved,
     /// Short runs between waits: a thread that comes and goes.
@@ -184,6 +230,9 @@ impl Track {
             stuck_after: now,
             stuck_base: s,
             starved: Duration::ZERO,
+            starved_total: Duration::ZERO,
+            votes: Votes::default(),
+            stretch_votes: Votes::default(),
         }
     }
 
@@ -197,11 +246,17 @@ impl Track {
             (Some(a), Some(b)) => look(a, b, thread_state(self.tid)),
             _ => Look::Moving,
         };
+        let vote = match look {
+            Look::Stuck(kind) => Some(kind),
+            Look::Starved => Some(StallKind::Cpu),
+            Look::Moving => None,
+        };
         match look {
-            Look::Stuck => {}
+            Look::Stuck(_) => {}
             Look::Starved => {
                 if let (Some(a), Some(b)) = (&self.last, &s) {
                     self.starved += b.at.saturating_duration_since(a.at);
+                    self.starved_total += b.at.saturating_duration_since(a.at);
                 }
             }
             Look::Moving => {
@@ -209,7 +264,12 @@ impl Track {
                 self.stuck_since = now;
                 self.stuck_base = s;
                 self.starved = Duration::ZERO;
+                self.stretch_votes = Votes::default();
             }
+        }
+        if let Some(kind) = vote {
+            self.votes.add(kind);
+            self.stretch_votes.add(kind);
         }
         self.last = s;
     }
@@ -230,10 +290,14 @@ fn look(a: &CpuSample, b: &CpuSample, state: Option<u8>) -> Look {
     let queued = b.runqueue_ns.saturating_sub(a.runqueue_ns);
     let asleep = matches!(state, Some(b'S' | b'D' | b'I'));
     if ran == 0 && b.timeslices == a.timeslices {
-        return if asleep { Look::Stuck } else { Look::Starved };
+        return if asleep {
+            Look::Stuck(StallKind::OffCpu)
+        } else {
+            Look::Starved
+        };
     }
     if state == Some(b'R') || (ran + queued).saturating_mul(2) >= wall {
-        Look::Stuck
+        Look::Stuck(StallKind::Cpu)
     } else {
         Look::Moving
     }
@@ -270,6 +334,7 @@ pub(crate) struct AttachDetector {
     next_upkeep: Instant,
     /// When the previous tick ran.
     last_tick: Instant,
+    registrar_rounds: u32,
     finished: bool,
 }
 
@@ -303,6 +368,7 @@ impl AttachDetector {
             probe: None,
             next_upkeep: Instant::now(),
             last_tick: Instant::now(),
+            registrar_rounds: 0,
             finished: false,
         }
     }
@@ -353,9 +419,14 @@ impl AttachDetector {
             .threads
             .hooks_installed
             .load(std::sync::atomic::Ordering::Relaxed);
-        if !hooks && !self.current_thread && shared.config.worker_detection {
+        if !hooks
+            && !self.current_thread
+            && shared.config.worker_detection
+            && self.registrar_rounds < REGISTRAR_ROUNDS
+        {
             let workers = self.handle.metrics().num_workers();
             if shared.threads.known_workers(true) < workers {
+                self.registrar_rounds += 1;
                 attach::spawn_registrars(shared, &self.handle);
             }
         }
@@ -430,7 +501,6 @@ impl AttachDetector {
         episodes: &mut Episodes,
     ) -> bool {
         let threshold = shared.config.stall_threshold;
-        let tick_len = shared.config.watchdog_tick;
         let lost = tick.lost.saturating_sub(w.lost_base);
         let silent = now.saturating_duration_since(w.since).saturating_sub(lost);
         let entries = entries.get_or_insert_with(|| shared.threads.snapshot());
@@ -459,15 +529,7 @@ impl AttachDetector {
             episodes.still_stuck(ep, now.saturating_duration_since(*from));
             return silent >= threshold;
         }
-        let candidates = candidates(
-            shared,
-            metrics,
-            self.current_thread,
-            i,
-            w.since_raw,
-            tick_len,
-            entries,
-        );
+        let candidates = candidates(metrics, self.current_thread, i, entries);
         for c in &candidates {
             let tid = c.tid();
             match self.tracks.iter_mut().find(|t| t.tid == tid) {
@@ -485,11 +547,13 @@ impl AttachDetector {
                 if e.exempt() {
                     return true;
                 }
-                let share = self.share_of(&e, (from > w.changed_after).then_some(from));
+                let stretch = from > w.changed_after;
+                let share = self.share_of(&e, stretch.then_some(from));
                 if share.is_some_and(|s| s.starved()) {
                     return true;
                 }
-                (Some(e), share.map(|s| s.kind()), from)
+                let kind = self.kind_of(&e, stretch);
+                (Some(e), kind, from)
             }
             Culprit::Unresolved(cands) => {
                 let shares: Vec<Option<CpuShare>> =
@@ -499,7 +563,7 @@ impl AttachDetector {
                 }
                 // The stuck thread is one of these: if they all agree, so does it.
                 let kinds: Vec<Option<StallKind>> =
-                    shares.iter().map(|s| s.map(|s| s.kind())).collect();
+                    cands.iter().map(|e| self.kind_of(e, false)).collect();
                 let agreed = match kinds.first() {
                     Some(Some(k)) if kinds.iter().all(|x| *x == Some(*k)) => Some(*k),
                     _ => None,
@@ -526,6 +590,17 @@ impl AttachDetector {
         true
     }
 
+    /// Whether `e`'s thread wanted the CPU through the stall: the majority of its ticks
+    /// (in the current stretch, or since it was first watched), else its CPU share.
+    fn kind_of(&self, e: &ThreadEntry, stretch: bool) -> Option<StallKind> {
+        let t = self.tracks.iter().find(|t| t.tid == e.tid())?;
+        let votes = if stretch { t.stretch_votes } else { t.votes };
+        votes.kind().or_else(|| {
+            let base = if stretch { t.stuck_base.as_ref() } else { None };
+            t.share(base).map(|s| s.kind())
+        })
+    }
+
     /// The CPU share of `e`'s thread since `from`'s sample (else since it was first watched).
     fn share_of(&self, e: &ThreadEntry, from: Option<Instant>) -> Option<CpuShare> {
         let t = self.tracks.iter().find(|t| t.tid == e.tid())?;
@@ -533,29 +608,61 @@ impl AttachDetector {
         t.share(base)
     }
 
-    /// How `e`'s thread has looked since the silence began: the instant its stuck stretch
-    /// starts (the silence's start if no tick showed it come and go, else its last such
-    /// tick), the instant a stall counts from (just before that), and the time in the
-    /// stretch it was starved. Detection needs the stretch, minus starvation, to cover the
-    /// threshold, so a thread that comes and goes (a runtime nobody drives, a worker slowed
-    /// by the host) is not a stall. `None` if its CPU time cannot be read.
-    fn stuck_from(
+    /// How long `e`'s thread has been stuck, if it can tell, and the instant the stall
+    /// counts from (an upper bound of its start).
+    ///
+    /// Multi-thread worker: the silence, minus the ticks the thread was runnable but not run
+    /// at all (the host starved it: not the future's fault). `current_thread` runtime: a
+    /// runtime nobody drives is as silent as a stuck one, so its last driver must also have
+    /// looked stuck on every tick (wanted the CPU most of the tick, or did not run while
+    /// asleep in the kernel); a tick where it came and went restarts the count. Either way,
+    /// a thread that polled one of pollwatch's tasks during the silence was not stuck then:
+    /// its stall can only have begun after that poll.
+    ///
+    /// A thread whose scheduler statistics cannot be read (no procfs) is taken at the
+    /// counters' word.
+    #[allow(clippy::too_many_arguments)]
+    fn stuck_for(
         &self,
+        shared: &Shared,
         e: &ThreadEntry,
         w: &WorkerWatch,
+        now: Instant,
+        lost: Duration,
         slack: Duration,
-    ) -> Option<(Instant, Instant, Duration)> {
-        let t = self.tracks.iter().find(|t| t.tid == e.tid())?;
-        t.last.as_ref()?;
-        Some(if t.stuck_since <= w.since + slack {
-            (w.since, w.changed_after, t.starved)
-        } else {
-            (t.stuck_since, t.stuck_after, t.starved)
-        })
+    ) -> (Duration, Instant) {
+        let (mut since, mut from) = (w.since, w.changed_after);
+        let track = self
+            .tracks
+            .iter()
+            .find(|t| t.tid == e.tid())
+            .filter(|t| t.last.is_some());
+        let mut starved = track.map_or(Duration::ZERO, |t| t.starved_total);
+        if let Some(t) = track.filter(|_| self.current_thread) {
+            if t.stuck_since > w.since + slack {
+                (since, from) = (t.stuck_since, t.stuck_after);
+            }
+            starved = t.starved;
+        }
+        let polled = e.last_poll();
+        if polled > w.since_raw {
+            let now_raw = shared.clock.raw();
+            let ago =
+                Duration::from_nanos(shared.clock.delta_as_nanos(polled.min(now_raw), now_raw));
+            let at = now.checked_sub(ago).unwrap_or(now);
+            since = since.max(at);
+            from = from.max(at);
+        }
+        let stuck = now
+            .saturating_duration_since(since)
+            .saturating_sub(lost)
+            .saturating_sub(starved);
+        (stuck, from)
     }
 
-    /// The candidates that have looked stuck for the threshold, with the instant each
-    /// stall counts from. One is the culprit; several cannot be told apart.
+    /// The candidates stuck for the threshold, with the instant each stall counts from.
+    /// One is the culprit. Several get a tick's patience, then the ones whose threads never
+    /// came and went during the silence; if still several, they cannot be told apart.
     #[allow(clippy::too_many_arguments)]
     fn culprit(
         &self,
@@ -578,22 +685,27 @@ impl AttachDetector {
         let stuck: Vec<(Arc<ThreadEntry>, Instant)> = candidates
             .into_iter()
             .filter_map(|e| {
-                let (since, from, starved) = self.stuck_from(&e, w, tick_len * 2)?;
-                let stuck = now
-                    .saturating_duration_since(since)
-                    .saturating_sub(lost)
-                    .saturating_sub(starved);
-                let long = stuck >= threshold;
-                long.then_some((e, from))
+                let (stuck, from) = self.stuck_for(shared, &e, w, now, lost, tick_len * 2);
+                (stuck >= threshold).then_some((e, from))
             })
             .collect();
-        match stuck.len() {
-            0 => Culprit::Wait,
-            1 => {
-                let (e, from) = stuck.into_iter().next().expect("one");
-                Culprit::Thread(e, from)
-            }
-            // A tick's patience for the others to show they are not stuck.
+        if stuck.len() <= 1 {
+            return match stuck.into_iter().next() {
+                Some((e, from)) => Culprit::Thread(e, from),
+                None => Culprit::Wait,
+            };
+        }
+        let steady: Vec<&(Arc<ThreadEntry>, Instant)> = stuck
+            .iter()
+            .filter(|(e, _)| {
+                self.tracks
+                    .iter()
+                    .find(|t| t.tid == e.tid())
+                    .is_some_and(|t| t.stuck_since <= w.since + tick_len * 2)
+            })
+            .collect();
+        match steady.as_slice() {
+            [(e, from)] => Culprit::Thread(e.clone(), *from),
             _ if silent < threshold + tick_len => Culprit::Wait,
             _ => Culprit::Unresolved(stuck.into_iter().map(|(e, _)| e).collect()),
         }
@@ -621,7 +733,7 @@ impl AttachDetector {
             self.close_probe(probe, episodes);
         }
         let worker_open = self.workers.iter().flatten().any(|w| w.episode.is_some());
-        let p = self.probe.get_or_insert_with(|| ProbeWatch {
+        let p = self.probe.get_or_insert(ProbeWatch {
             woken_at: wait.woken_at,
             lost_base: tick.lost_before,
             waited: Duration::ZERO,
@@ -699,12 +811,9 @@ fn runner_of(
 
 /// The threads that may be worker `i` (see the module docs).
 fn candidates(
-    shared: &Shared,
     metrics: &RuntimeMetrics,
     current_thread: bool,
     i: usize,
-    since_raw: u64,
-    tick_len: Duration,
     entries: &[Arc<ThreadEntry>],
 ) -> Vec<Arc<ThreadEntry>> {
     #[cfg(tokio_unstable)]
@@ -725,11 +834,6 @@ fn candidates(
             .into_iter()
             .collect();
     }
-    // A poll a tick or more after the silence began proves the thread is not stuck in it.
-    let polled_since = |e: &ThreadEntry| {
-        let at = e.last_poll();
-        at > since_raw && shared.clock.delta_as_nanos(since_raw, at) >= tick_len.as_nanos() as u64
-    };
     // Only the latest thread seen running an index still runs it.
     let runs = |e: &ThreadEntry, j: usize| {
         e.index().is_some_and(|(k, at)| {
@@ -741,16 +845,23 @@ fn candidates(
         })
     };
     let workers = metrics.num_workers();
-    let possible: Vec<Arc<ThreadEntry>> = entries
+    let may_be = |e: &&Arc<ThreadEntry>| {
+        e.parked() != Some(true) && !(0..workers).any(|j| j != i && runs(e, j))
+    };
+    let mut possible: Vec<Arc<ThreadEntry>> = entries
         .iter()
-        .filter(|e| {
-            e.is_worker()
-                && e.parked() != Some(true)
-                && !polled_since(e)
-                && !(0..workers).any(|j| j != i && runs(e, j))
-        })
+        .filter(|e| e.is_worker() && may_be(e))
         .cloned()
         .collect();
+    if possible.is_empty() {
+        // A runtime built through pollwatch registers its threads as they start: a worker
+        // that got work before it ever parked or polled the probe is not marked as one yet.
+        possible = entries
+            .iter()
+            .filter(|e| !e.is_worker() && may_be(e))
+            .cloned()
+            .collect();
+    }
     let known: Vec<Arc<ThreadEntry>> = possible.iter().filter(|e| runs(e, i)).cloned().collect();
     if known.len() == 1 {
         known
