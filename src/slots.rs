@@ -28,6 +28,7 @@ use crate::stats::histogram::HistogramShard;
 pub(crate) struct ThreadInfo {
     pub(crate) handle: ThreadHandle,
     pub(crate) name: String,
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     pub(crate) thread_id: std::thread::ThreadId,
 }
 
@@ -129,6 +130,7 @@ impl PollSlot {
 
     /// Hot path, owning thread only: is this poll the one in `every` to be timed?
     #[inline]
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     pub(crate) fn timing_turn(&self, every: u32) -> bool {
         let left = self.timing_countdown.load(Relaxed);
         if left <= 1 {
@@ -143,6 +145,7 @@ impl PollSlot {
     /// Hot path, owning thread only. `start` is the raw clock reading for a timed poll, 0
     /// for an untimed one.
     #[inline]
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     pub(crate) fn begin_poll(&self, task_id: u64, callsite: u32, start: u64) {
         self.task_id.store(task_id, Relaxed);
         self.callsite.store(callsite, Relaxed);
@@ -153,6 +156,7 @@ impl PollSlot {
 
     /// Hot path, owning thread only: does the after-poll hook need a clock reading?
     #[inline]
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     pub(crate) fn needs_end_time(&self) -> bool {
         self.poll_start.load(Relaxed) != 0 || self.watched.load(Relaxed)
     }
@@ -160,6 +164,7 @@ impl PollSlot {
     /// Hot path, owning thread only. `now` is a raw clock reading when
     /// [`PollSlot::needs_end_time`] said so, else 0; `weight` is the timing sample rate.
     #[inline]
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     pub(crate) fn end_poll(&self, now: u64, elapsed_ns: Option<u64>, weight: u64) {
         let cs = self.callsite.load(Relaxed) as usize;
         if let Some(polls) = self.callsite_polls.get(cs) {
@@ -181,6 +186,7 @@ impl PollSlot {
     /// The raw clock reading when the current poll began, 0 if it is not timed (owning
     /// thread, after-poll hook).
     #[inline]
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     pub(crate) fn poll_start(&self) -> u64 {
         self.poll_start.load(Relaxed)
     }
@@ -211,6 +217,7 @@ impl PollSlot {
         (self.generation.load(Acquire) == generation + 1 && end > started).then_some(end)
     }
 
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     pub(crate) fn is_claimed(&self) -> bool {
         self.owner.load(Acquire) != 0
     }
@@ -326,6 +333,7 @@ impl SlotTable {
     /// The calling thread's slot, claiming one on first use. Hot path: one thread-local read
     /// and a compare. The first call on a thread is the slow path: once per thread.
     #[inline]
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     pub(crate) fn current(&self) -> Option<&PollSlot> {
         let (agent, ptr) = CURRENT.with(Cell::get);
         if agent == self.agent_id.load(Relaxed) && !ptr.is_null() {
@@ -337,6 +345,7 @@ impl SlotTable {
     }
 
     #[cold]
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     fn register_current(&self) -> Option<&PollSlot> {
         let info = PREPARED
             .with(|p| p.borrow_mut().take())

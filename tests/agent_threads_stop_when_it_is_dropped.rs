@@ -30,6 +30,11 @@ fn agent_threads_stop_when_it_is_dropped() {
     }
     // Agent first, runtime second.
     let (rt, agent) = support::runtime(Duration::from_millis(50));
+    // The threads name themselves as they start.
+    let start = Instant::now();
+    while pollwatch_threads() < 2 && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert!(pollwatch_threads() >= 2, "watchdog and symbolizer run");
     let start = Instant::now();
     drop(agent);

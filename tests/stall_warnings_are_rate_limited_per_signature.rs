@@ -48,8 +48,15 @@ fn stall_warnings_are_rate_limited_per_signature() {
         3,
         "every stall counts: {s:#?}"
     );
-    std::thread::sleep(Duration::from_millis(500)); // let the symbolizer thread log
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    // The symbolizer thread logs after symbolizing (the first time parses debug info):
+    // wait for the warning, bounded, then a little longer for any wrongly repeated one.
+    let read = || String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let start = std::time::Instant::now();
+    while !read().contains("WARN") && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let text = read();
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
     assert_eq!(warnings.len(), 1, "one warning per signature:\n{text}");
     // The message spans lines (the stack); the structured fields follow it.

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::
 const PENDING: u32 = u32::MAX;
 
 pub(crate) struct CallsiteTable {
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     keys: Box<[AtomicUsize]>,
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     indices: Box<[AtomicU32]>,
     locations: Box<[AtomicPtr<Location<'static>>]>,
     len: AtomicUsize,
@@ -54,6 +56,7 @@ impl CallsiteTable {
 
     /// The dense index of `loc`, inserting it if there is room. Lock-free, no allocation.
     #[inline]
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     pub(crate) fn index_of(&self, loc: &'static Location<'static>) -> u32 {
         let key = loc as *const Location<'static> as usize;
         let mask = self.keys.len() - 1;
@@ -79,6 +82,7 @@ impl CallsiteTable {
         self.other()
     }
 
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     fn publish(&self, pos: usize, loc: &'static Location<'static>) -> u32 {
         let i = self.len.fetch_add(1, AcqRel);
         let index = if i < self.capacity {
@@ -93,6 +97,7 @@ impl CallsiteTable {
 
     /// Another thread inserted this key a moment ago; its index appears within a few
     /// instructions. Bounded: fall back to `other` rather than spin on a preempted writer.
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     fn wait_for_index(&self, pos: usize) -> u32 {
         for _ in 0..1_000 {
             let index = self.indices[pos].load(Acquire);
@@ -112,11 +117,13 @@ impl CallsiteTable {
     }
 
     #[inline]
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     pub(crate) fn task_spawned(&self, index: u32) {
         self.spawned[index as usize].fetch_add(1, Relaxed);
     }
 
     #[inline]
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     pub(crate) fn task_terminated(&self, index: u32) {
         self.terminated[index as usize].fetch_add(1, Relaxed);
     }

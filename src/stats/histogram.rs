@@ -58,18 +58,9 @@ impl HistogramShard {
         }
     }
 
-    /// Records one observation. Only the shard's single writer may call this: it uses a
-    /// load and a store instead of a read-modify-write.
-    #[inline]
-    pub(crate) fn record_single_writer(&self, ns: u64) {
-        let b = &self.buckets[bucket_index(ns)];
-        b.store(b.load(Relaxed) + 1, Relaxed);
-        self.sum_ns
-            .store(self.sum_ns.load(Relaxed).wrapping_add(ns), Relaxed);
-    }
-
     /// Records one sampled observation that stands for `weight` polls. Single writer only.
     #[inline]
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     pub(crate) fn record_weighted_single_writer(&self, ns: u64, weight: u64) {
         let b = &self.buckets[bucket_index(ns)];
         b.store(b.load(Relaxed) + weight, Relaxed);
@@ -162,8 +153,8 @@ mod tests {
     fn snapshot_sums_shards_and_cumulates() {
         let a = HistogramShard::new();
         let b = HistogramShard::new();
-        a.record_single_writer(5_000);
-        a.record_single_writer(200_000_000);
+        a.record_weighted_single_writer(5_000, 1);
+        a.record_weighted_single_writer(200_000_000, 1);
         b.record_shared(Duration::from_secs(60));
         let mut s = HistogramSnapshot::default();
         a.add_to(&mut s);

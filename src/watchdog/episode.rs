@@ -39,12 +39,6 @@ pub(crate) struct Episode {
     samples_taken: usize,
 }
 
-impl Episode {
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-}
-
 /// Opens, updates and closes episodes for every detector of one agent.
 pub(crate) struct Episodes {
     shared: Arc<Shared>,
