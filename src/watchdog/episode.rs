@@ -64,6 +64,9 @@ impl Episodes {
         let started = SystemTime::now()
             .checked_sub(s.stuck_for)
             .unwrap_or(SystemTime::UNIX_EPOCH);
+        // Capture first (tens of microseconds): the culprit is on the stack right now, and
+        // the report is published with its final capture status.
+        let (status, raw) = self.capture(s.thread.as_ref());
         let report = StallReport {
             id,
             runtime: self.shared.runtime_label().to_string(),
@@ -77,14 +80,12 @@ impl Episodes {
             ongoing: true,
             kind: s.kind,
             detection: s.detection,
-            capture: CaptureStatus::Disabled,
+            capture: status,
             frames: Vec::new(),
             samples: Vec::new(),
         };
         self.shared.stalls.open(report);
         self.shared.stalls.ongoing.fetch_add(1, Relaxed);
-        let (status, raw) = self.capture(s.thread.as_ref());
-        self.shared.stalls.update(id, |r| r.capture = status);
         self.reporter.announce(id, raw);
         Episode {
             id,
