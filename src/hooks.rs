@@ -210,27 +210,9 @@ fn install_task_hooks(
     });
 }
 
-/// The integer behind a `tokio::task::Id`, read through its `Hash` impl (tokio exposes no
-/// accessor; `Display` would format). Compiles down to a move.
+/// The integer behind a `tokio::task::Id` (tokio exposes no accessor).
 #[cfg(tokio_unstable)]
 #[inline]
-pub(crate) fn task_id(id: tokio::task::Id) -> u64 {
-    use std::hash::{Hash, Hasher};
-    struct Capture(u64);
-    impl Hasher for Capture {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            for b in bytes {
-                self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-            }
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 = n;
-        }
-    }
-    let mut h = Capture(0);
-    id.hash(&mut h);
-    h.0
+fn task_id(id: tokio::task::Id) -> u64 {
+    slots::id_integer(&id)
 }

@@ -266,9 +266,10 @@ pub(crate) fn prepare_current_thread() {
     PREPARED.with(|p| *p.borrow_mut() = Some(info));
 }
 
-fn thread_key(id: std::thread::ThreadId) -> u64 {
-    /// Captures the integer a `ThreadId` hashes as, without formatting or unsafe code.
-    #[derive(Default)]
+/// The integer inside an id type (`ThreadId`, tokio's task `Id`) that exposes none, read
+/// through its `Hash` impl: no formatting, no unsafe code, and it inlines to a move.
+#[inline]
+pub(crate) fn id_integer(id: &impl Hash) -> u64 {
     struct Capture(u64);
     impl Hasher for Capture {
         fn finish(&self) -> u64 {
@@ -283,9 +284,13 @@ fn thread_key(id: std::thread::ThreadId) -> u64 {
             self.0 = n;
         }
     }
-    let mut h = Capture::default();
+    let mut h = Capture(0);
     id.hash(&mut h);
-    h.finish().max(1)
+    h.finish()
+}
+
+fn thread_key(id: std::thread::ThreadId) -> u64 {
+    id_integer(&id).max(1)
 }
 
 static POOL: Mutex<Vec<&'static SlotTable>> = Mutex::new(Vec::new());

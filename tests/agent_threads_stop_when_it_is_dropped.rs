@@ -5,22 +5,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-fn pollwatch_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-                .filter(|name| name.starts_with("pollwatch"))
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 fn wait_until_no_threads() -> usize {
     let start = Instant::now();
-    while pollwatch_threads() > 0 && start.elapsed() < Duration::from_secs(2) {
+    while support::pollwatch_threads() > 0 && start.elapsed() < Duration::from_secs(2) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    pollwatch_threads()
+    support::pollwatch_threads()
 }
 
 #[test]
@@ -32,10 +22,13 @@ fn agent_threads_stop_when_it_is_dropped() {
     let (rt, agent) = support::runtime(Duration::from_millis(50));
     // The threads name themselves as they start.
     let start = Instant::now();
-    while pollwatch_threads() < 2 && start.elapsed() < Duration::from_secs(2) {
+    while support::pollwatch_threads() < 2 && start.elapsed() < Duration::from_secs(2) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(pollwatch_threads() >= 2, "watchdog and symbolizer run");
+    assert!(
+        support::pollwatch_threads() >= 2,
+        "watchdog and symbolizer run"
+    );
     let start = Instant::now();
     drop(agent);
     assert!(

@@ -1,19 +1,11 @@
 //! `enabled(false)` and `POLLWATCH_DISABLED=1` install no hook, start no thread and report
 //! nothing, while the user's own hooks still run.
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn pollwatch_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-                .filter(|name| name.starts_with("pollwatch"))
-                .count()
-        })
-        .unwrap_or(0)
-}
 
 #[test]
 fn disabled_agent_installs_nothing() {
@@ -41,7 +33,11 @@ fn disabled_agent_installs_nothing() {
         "the user's hook still runs"
     );
     if cfg!(target_os = "linux") {
-        assert_eq!(pollwatch_threads(), 0, "a disabled agent starts no thread");
+        assert_eq!(
+            support::pollwatch_threads(),
+            0,
+            "a disabled agent starts no thread"
+        );
     }
 
     std::env::set_var("POLLWATCH_DISABLED", "1");
@@ -52,6 +48,6 @@ fn disabled_agent_installs_nothing() {
     std::env::remove_var("POLLWATCH_DISABLED");
     assert_eq!(agent2.mode(), pollwatch::Mode::Disabled);
     if cfg!(target_os = "linux") {
-        assert_eq!(pollwatch_threads(), 0);
+        assert_eq!(support::pollwatch_threads(), 0);
     }
 }

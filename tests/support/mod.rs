@@ -134,3 +134,14 @@ pub fn symbolized(agent: &Agent) -> StallReport {
     assert_eq!(s.len(), 1, "{s:#?}");
     s[0].clone()
 }
+
+/// How many of pollwatch's own threads run in this process (Linux; 0 elsewhere).
+pub fn pollwatch_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+                .filter(|name| name.starts_with("pollwatch"))
+                .count()
+        })
+        .unwrap_or(0)
+}
