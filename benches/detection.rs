@@ -27,15 +27,18 @@ fn main() {
     let agent = Arc::new(agent);
     let mut late_ms = Vec::with_capacity(STALLS);
     let mut missed = 0;
-    for _ in 0..STALLS {
+    for i in 0..STALLS {
         let a = agent.clone();
         let seen = rt.block_on(async move {
             tokio::spawn(async move {
                 let start = Instant::now();
                 let before = a.stall_summary().stalls_total;
                 while start.elapsed() < Duration::from_secs(2) {
-                    if a.stall_summary().stalls_total > before {
-                        return Some(start.elapsed());
+                    let summary = a.stall_summary();
+                    if summary.stalls_total > before {
+                        let seen_at = start.elapsed();
+                        let reported = summary.stalls.last().map(|r| r.duration_ms);
+                        return Some((seen_at, reported.unwrap_or(f64::NAN)));
                     }
                     std::hint::spin_loop();
                 }
@@ -45,11 +48,20 @@ fn main() {
             .unwrap()
         });
         match seen {
-            Some(d) => late_ms.push(d.saturating_sub(THRESHOLD).as_secs_f64() * 1e3),
+            Some((d, reported)) => {
+                late_ms.push(d.saturating_sub(THRESHOLD).as_secs_f64() * 1e3);
+                if std::env::var_os("POLLWATCH_BENCH_VERBOSE").is_some() {
+                    eprintln!(
+                        "seen after {:.1} ms, report said {reported:.1} ms",
+                        d.as_secs_f64() * 1e3
+                    );
+                }
+            }
             None => missed += 1,
         }
-        // Let the episode close before the next one.
-        std::thread::sleep(TICK * 3);
+        // Let the episode close, and start the next stall at a different phase of the
+        // watchdog's tick (a fixed pause would start every stall right after a tick).
+        std::thread::sleep(TICK * 3 + Duration::from_micros((i as u64 * 3_700) % 10_000));
     }
     late_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let q = |p: f64| late_ms[((late_ms.len() as f64 - 1.0) * p).round() as usize];

@@ -26,6 +26,8 @@ struct Watched {
     /// Raw clock reading at the start of the watched poll: exact when the hooks timed it,
     /// else when the watchdog first saw it.
     poll_start: u64,
+    /// `poll_start` came from the hooks' clock, not from the watchdog's first sight.
+    start_exact: bool,
     cpu_base: Option<CpuSample>,
     thread: Option<ThreadInfo>,
     episode: Option<Episode>,
@@ -78,11 +80,8 @@ impl PollHookDetector {
                     episodes.close(ep, elapsed(shared, w.poll_start, end));
                 }
                 w.generation = view.generation;
-                w.poll_start = if view.start != 0 && view.start <= now_raw {
-                    view.start
-                } else {
-                    now_raw
-                };
+                w.start_exact = view.start != 0 && view.start <= now_raw;
+                w.poll_start = if w.start_exact { view.start } else { now_raw };
                 w.lost_base = tick.lost_before;
                 w.cpu_base = None;
                 continue;
@@ -100,7 +99,14 @@ impl PollHookDetector {
                 episodes.still_stuck(ep, age);
                 continue;
             }
-            if view.exempt || tick.late || stuck < threshold {
+            // A watchdog-stamped start is later than the true one (by up to a tick): allow a
+            // quarter tick of wake-up jitter so the stall is not held back a whole extra tick.
+            let slack = if w.start_exact {
+                Duration::ZERO
+            } else {
+                shared.config.watchdog_tick / 4
+            };
+            if view.exempt || tick.late || stuck + slack < threshold {
                 continue;
             }
             let share = w
