@@ -10,6 +10,8 @@ fn stall_once(rt: &tokio::runtime::Runtime) {
         tokio::spawn(async { std::thread::sleep(Duration::from_millis(200)) })
             .await
             .unwrap();
+        // An idle gap, so attach mode (stable build) sees two stalls as two.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     });
 }
 

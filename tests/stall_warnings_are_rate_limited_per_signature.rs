@@ -33,11 +33,15 @@ fn stall_warnings_are_rate_limited_per_signature() {
             .stall_threshold(Duration::from_millis(50))
             .log_interval(Duration::from_secs(60)),
     );
+    // Idle gaps between the stalls: attach mode (stable build) tells back-to-back long polls
+    // apart only when the worker parks or the probe runs in between (see the README).
+    std::thread::sleep(Duration::from_millis(200));
     for _ in 0..3 {
         rt.block_on(async {
             tokio::spawn(async { std::thread::sleep(Duration::from_millis(150)) })
                 .await
                 .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
         });
     }
     let s = support::wait_for(&agent, Duration::from_secs(10), |s| {
