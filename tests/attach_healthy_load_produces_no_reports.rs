@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn attach_healthy_load_produces_no_reports() {
@@ -13,33 +13,7 @@ fn attach_healthy_load_produces_no_reports() {
         &rt,
         pollwatch::Agent::builder().stall_threshold(Duration::from_millis(50)),
     );
-    let polls = rt.block_on(async {
-        let start = Instant::now();
-        let mut total = 0u64;
-        // At least 100 000 polls over at least 3 s; bounded by 20 s and 5 million polls.
-        while (total < 100_000 || start.elapsed() < Duration::from_secs(3))
-            && start.elapsed() < Duration::from_secs(20)
-            && total < 5_000_000
-        {
-            let tasks: Vec<_> = (0..200)
-                .map(|i| {
-                    tokio::spawn(async move {
-                        let mut n = 0u64;
-                        for _ in 0..50 {
-                            support::busy_for(Duration::from_micros(20 + (i % 5) * 10));
-                            tokio::task::yield_now().await;
-                            n += 1;
-                        }
-                        n
-                    })
-                })
-                .collect();
-            for t in tasks {
-                total += t.await.unwrap();
-            }
-        }
-        total
-    });
+    let polls = rt.block_on(support::healthy_load());
     assert!(polls >= 100_000, "only {polls} polls");
     let summary = agent.stall_summary();
     assert_eq!(summary.stalls_total, 0, "{:#?}", summary.stalls);

@@ -145,3 +145,33 @@ pub fn pollwatch_threads() -> usize {
         })
         .unwrap_or(0)
 }
+
+/// Heavy but healthy load on the current runtime: rounds of 200 tasks, each 50 polls of
+/// 5–25 µs of CPU, for at least 3 s and 100 000 polls (bounded by 20 s and 5 million
+/// polls). Returns the number of polls.
+pub async fn healthy_load() -> u64 {
+    let start = Instant::now();
+    let mut total = 0u64;
+    while (total < 100_000 || start.elapsed() < Duration::from_secs(3))
+        && start.elapsed() < Duration::from_secs(20)
+        && total < 5_000_000
+    {
+        let tasks: Vec<_> = (0..200u64)
+            .map(|i| {
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    for _ in 0..50 {
+                        busy_for(Duration::from_micros(5 + (i % 5) * 5));
+                        tokio::task::yield_now().await;
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+    }
+    total
+}
