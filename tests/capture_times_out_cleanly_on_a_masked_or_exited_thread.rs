@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use pollwatch::capture::{default_signal, CaptureStatus, StackCapturer, ThreadHandle};
 
+/// The two tests share the process-wide capture slot; run them one at a time so a capture
+/// in one never makes the other wait past its own deadline (which would read as `Failed`).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A spinning thread, optionally with the capture signal masked for its whole life.
 fn spinner(mask: bool) -> (ThreadHandle, Arc<AtomicBool>, thread::JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
@@ -33,6 +37,7 @@ fn spinner(mask: bool) -> (ThreadHandle, Arc<AtomicBool>, thread::JoinHandle<()>
 
 #[test]
 fn a_masked_thread_times_out_and_a_healthy_one_is_captured_after() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut capturer = StackCapturer::new(default_signal()).unwrap();
     capturer.set_timeout(Duration::from_millis(30));
     let (masked, stop_masked, masked_join) = spinner(true);
@@ -62,6 +67,7 @@ fn a_masked_thread_times_out_and_a_healthy_one_is_captured_after() {
 
 #[test]
 fn an_exited_thread_gives_a_clean_error() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut capturer = StackCapturer::new(default_signal()).unwrap();
     let (gone, stop, join) = spinner(false);
     stop.store(true, Ordering::Relaxed);
