@@ -63,11 +63,10 @@ fn capture_frames(thread: &ThreadHandle) -> Vec<Vec<Frame>> {
         .collect()
 }
 
-#[test]
-fn a_busy_loop_shows_the_looping_function() {
-    let (handle, stop, join) = start(|stop| {
-        black_box(spin_in_the_culprit(stop));
-    });
+/// Runs `work` on a thread, captures it repeatedly, and checks that every captured stack
+/// has a frame whose function name contains `culprit`.
+fn assert_every_stack_names(culprit: &str, work: fn(&AtomicBool)) {
+    let (handle, stop, join) = start(work);
     let stacks = capture_frames(&handle);
     stop.store(true, Ordering::Relaxed);
     join.join().unwrap();
@@ -75,32 +74,24 @@ fn a_busy_loop_shows_the_looping_function() {
     assert!(!stacks.is_empty(), "no capture succeeded");
     for frames in &stacks {
         assert!(
-            frames
-                .iter()
-                .any(|f| f.function.contains("spin_in_the_culprit")),
-            "culprit missing from {frames:#?}"
+            frames.iter().any(|f| f.function.contains(culprit)),
+            "{culprit} missing from {frames:#?}"
         );
     }
 }
 
 #[test]
+fn a_busy_loop_shows_the_looping_function() {
+    assert_every_stack_names("spin_in_the_culprit", |stop| {
+        black_box(spin_in_the_culprit(stop));
+    });
+}
+
+#[test]
 fn a_loop_reading_the_clock_shows_the_looping_function() {
-    let (handle, stop, join) = start(|stop| {
+    assert_every_stack_names("read_the_clock_in_the_culprit", |stop| {
         black_box(read_the_clock_in_the_culprit(stop));
     });
-    let stacks = capture_frames(&handle);
-    stop.store(true, Ordering::Relaxed);
-    join.join().unwrap();
-
-    assert!(!stacks.is_empty(), "no capture succeeded");
-    for frames in &stacks {
-        assert!(
-            frames
-                .iter()
-                .any(|f| f.function.contains("read_the_clock_in_the_culprit")),
-            "culprit missing from {frames:#?}"
-        );
-    }
 }
 
 #[test]
