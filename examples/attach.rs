@@ -118,7 +118,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for line in metrics.lines().filter(|l| {
             l.starts_with("tokio_stalls_total")
                 || l.starts_with("pollwatch_info")
-                || l.starts_with("tokio_worker_count")
+                || l.starts_with("tokio_workers")
         }) {
             println!("  {line}");
         }

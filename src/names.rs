@@ -7,7 +7,12 @@
 //!
 //! The Prometheus name is what `opentelemetry-prometheus` makes of the OpenTelemetry name
 //! (dots become `_`, unit `s` adds `_seconds`, counters add `_total`), so the same metric
-//! has the same name whichever way it reaches Prometheus; a unit test checks this.
+//! has the same name whichever way it reaches Prometheus; a unit test checks this. Three
+//! gauges are the exception: OpenTelemetry names a count of things `….count`
+//! (`tokio.worker.count`), but Prometheus reserves the `_count` suffix for histograms and
+//! summaries (`promtool check metrics` rejects `tokio_worker_count`), so their Prometheus
+//! names are plural nouns instead: `tokio_workers`, `tokio_tasks_alive`,
+//! `tokio_blocking_threads` (the `go_goroutines` / `go_threads` style).
 //!
 //! Not exported: `tokio_task_schedule_duration_seconds` (DESIGN §5, "where tokio provides
 //! it"). tokio records schedule latency only with `--cfg tokio_unstable` *and* its own
@@ -114,9 +119,9 @@ pub fn otel_label(prometheus_label: &str) -> &str {
 
 const CALLSITE: &[&str] = &["code_file_path", "code_line_number"];
 
-/// `tokio_worker_count`.
-pub static WORKER_COUNT: MetricDef = MetricDef {
-    prometheus: "tokio_worker_count",
+/// `tokio_workers`.
+pub static WORKERS: MetricDef = MetricDef {
+    prometheus: "tokio_workers",
     otel: "tokio.worker.count",
     kind: MetricType::Gauge,
     unit: "{worker}",
@@ -126,9 +131,9 @@ pub static WORKER_COUNT: MetricDef = MetricDef {
     availability: Availability::Running,
 };
 
-/// `tokio_task_alive_count`.
-pub static TASK_ALIVE_COUNT: MetricDef = MetricDef {
-    prometheus: "tokio_task_alive_count",
+/// `tokio_tasks_alive`.
+pub static TASKS_ALIVE: MetricDef = MetricDef {
+    prometheus: "tokio_tasks_alive",
     otel: "tokio.task.alive.count",
     kind: MetricType::Gauge,
     unit: "{task}",
@@ -203,9 +208,9 @@ pub static WORKER_LOCAL_QUEUE_DEPTH: MetricDef = MetricDef {
     availability: Availability::TokioUnstable,
 };
 
-/// `tokio_blocking_thread_count`.
-pub static BLOCKING_THREAD_COUNT: MetricDef = MetricDef {
-    prometheus: "tokio_blocking_thread_count",
+/// `tokio_blocking_threads`.
+pub static BLOCKING_THREADS: MetricDef = MetricDef {
+    prometheus: "tokio_blocking_threads",
     otel: "tokio.blocking.thread.count",
     kind: MetricType::Gauge,
     unit: "{thread}",
@@ -287,7 +292,7 @@ pub static WORKER_STALLED: MetricDef = MetricDef {
     kind: MetricType::Gauge,
     unit: "{worker}",
     labels: &[],
-    help: "Workers stuck in a stall right now; equal to tokio_worker_count means the runtime is not running anything.",
+    help: "Workers stuck in a stall right now; equal to tokio_workers means the runtime is not running anything.",
     availability: Availability::Running,
 };
 
@@ -381,15 +386,15 @@ pub static STALL_REPORTS_DROPPED: MetricDef = MetricDef {
 
 /// Every metric, in the order exported.
 pub static METRICS: [&MetricDef; 24] = [
-    &WORKER_COUNT,
-    &TASK_ALIVE_COUNT,
+    &WORKERS,
+    &TASKS_ALIVE,
     &GLOBAL_QUEUE_DEPTH,
     &WORKER_BUSY_TIME,
     &WORKER_PARKS,
     &TASK_SPAWNED,
     &WORKER_POLLS,
     &WORKER_LOCAL_QUEUE_DEPTH,
-    &BLOCKING_THREAD_COUNT,
+    &BLOCKING_THREADS,
     &BLOCKING_QUEUE_DEPTH,
     &TASK_BUDGET_FORCED_YIELDS,
     &TASK_POLL_DURATION,
@@ -428,10 +433,24 @@ mod tests {
         name
     }
 
+    /// Gauges whose OpenTelemetry name ends in `.count`: Prometheus reserves `_count` for
+    /// histograms and summaries, so these take a plural noun instead of the bridged name.
+    const PLURAL_GAUGES: &[(&str, &str)] = &[
+        ("tokio.worker.count", "tokio_workers"),
+        ("tokio.task.alive.count", "tokio_tasks_alive"),
+        ("tokio.blocking.thread.count", "tokio_blocking_threads"),
+    ];
+
     #[test]
     fn prometheus_names_are_what_the_otel_bridge_would_make() {
         for m in METRICS {
-            assert_eq!(bridged(m), m.prometheus, "{m:?}");
+            match PLURAL_GAUGES.iter().find(|(otel, _)| *otel == m.otel) {
+                Some((_, prometheus)) => {
+                    assert_eq!(m.kind, MetricType::Gauge, "{m:?}");
+                    assert_eq!(*prometheus, m.prometheus, "{m:?}");
+                }
+                None => assert_eq!(bridged(m), m.prometheus, "{m:?}"),
+            }
         }
     }
 
@@ -451,6 +470,10 @@ mod tests {
                 m.prometheus.ends_with("_total"),
                 m.kind == MetricType::Counter
             );
+            // Reserved for the series of a histogram (promtool's lint).
+            for suffix in ["_count", "_sum", "_bucket"] {
+                assert!(!m.prometheus.ends_with(suffix), "{}", m.prometheus);
+            }
             assert!(
                 !m.help.is_empty() && !m.help.contains('\n'),
                 "{}",

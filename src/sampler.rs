@@ -212,10 +212,10 @@ impl Reader<'_> {
         use names::*;
         let is = |d: &'static MetricDef| std::ptr::eq(def, d);
         let int = |n: usize| Value::Int(n as u64);
-        if is(&WORKER_COUNT) {
+        if is(&WORKERS) {
             return Some(self.runtime(|m| int(m.num_workers())));
         }
-        if is(&TASK_ALIVE_COUNT) {
+        if is(&TASKS_ALIVE) {
             return Some(self.runtime(|m| int(m.num_alive_tasks())));
         }
         if is(&GLOBAL_QUEUE_DEPTH) {
@@ -339,7 +339,7 @@ impl Reader<'_> {
         if is(&WORKER_LOCAL_QUEUE_DEPTH) {
             return Some(self.per_worker(|m, w| int(m.worker_local_queue_depth(w))));
         }
-        if is(&BLOCKING_THREAD_COUNT) {
+        if is(&BLOCKING_THREADS) {
             let Some(m) = self.metrics else {
                 return Some(Vec::new());
             };
@@ -431,7 +431,7 @@ mod tests {
             let workers = c
                 .families
                 .iter()
-                .find(|f| f.def.prometheus == "tokio_worker_count")
+                .find(|f| f.def.prometheus == "tokio_workers")
                 .unwrap();
             assert_eq!(workers.samples[0].value, Value::Int(2));
         }

@@ -35,7 +35,7 @@ fn attached_agent_serves_metrics_from_inside_the_app_runtime() {
             "{}",
             body.body
         );
-        assert_eq!(e.value("tokio_worker_count", &[]), Some(2.0));
+        assert_eq!(e.value("tokio_workers", &[]), Some(2.0));
         drop(agent); // inside the runtime: must not panic
         let refused = tokio::task::spawn_blocking(move || {
             std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).is_err()

@@ -80,5 +80,5 @@ fn endpoint_answers_malformed_requests_with_4xx_or_close() {
     // Still serving.
     let r = scrape::get(addr, "/metrics").unwrap();
     assert_eq!(r.status, 200);
-    assert!(r.body.contains("tokio_worker_count"));
+    assert!(r.body.contains("tokio_workers"));
 }

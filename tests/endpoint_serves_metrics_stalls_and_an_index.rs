@@ -27,7 +27,7 @@ fn endpoint_serves_metrics_stalls_and_an_index() {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     assert!(
-        r.body.contains("tokio_worker_count{runtime=\"web\"} 2\n"),
+        r.body.contains("tokio_workers{runtime=\"web\"} 2\n"),
         "{}",
         r.body
     );

@@ -53,7 +53,7 @@ fn check(text: &str, mode: pollwatch::Mode) {
     // Families without any series yet are allowed (a counter before its first event), but
     // the ones this test exercised must have series.
     let mut must_have = vec![
-        "tokio_worker_count",
+        "tokio_workers",
         "tokio_worker_busy_time_seconds_total",
         "tokio_probe_schedule_duration_seconds",
         "pollwatch_info",
@@ -68,7 +68,7 @@ fn check(text: &str, mode: pollwatch::Mode) {
         ]);
     }
     if cfg!(tokio_unstable) {
-        must_have.extend(["tokio_worker_polls_total", "tokio_blocking_thread_count"]);
+        must_have.extend(["tokio_worker_polls_total", "tokio_blocking_threads"]);
     }
     for name in must_have {
         assert!(!e.family(name).is_empty(), "{name} has no series:\n{text}");

@@ -59,7 +59,7 @@ fn prometheus_registry_gets_the_same_series_as_encode_metrics() {
     assert_eq!(series(&text), series(&ours), "{text}\n---\n{ours}");
     assert!(text.contains("# TYPE tokio_stalls_total counter"), "{text}");
     assert!(
-        text.contains("tokio_worker_count{runtime=\"one\"} 2\n"),
+        text.contains("tokio_workers{runtime=\"one\"} 2\n"),
         "{text}"
     );
     assert!(
@@ -78,7 +78,7 @@ fn prometheus_registry_gets_the_same_series_as_encode_metrics() {
     let runtimes: BTreeSet<_> = both
         .series
         .iter()
-        .filter(|s| s.name == "tokio_worker_count")
+        .filter(|s| s.name == "tokio_workers")
         .map(|s| s.labels["runtime"].clone())
         .collect();
     assert_eq!(runtimes, BTreeSet::from(["one".into(), "two".into()]));

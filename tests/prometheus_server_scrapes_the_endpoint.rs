@@ -138,7 +138,7 @@ fn prometheus_server_scrapes_the_endpoint() {
     let (guard, prom) = start_prometheus(binary, target);
     let deadline = Instant::now() + Duration::from_secs(60);
 
-    let r = query_until_non_empty(prom, "tokio_worker_count", deadline);
+    let r = query_until_non_empty(prom, "tokio_workers", deadline);
     assert_eq!(r[0]["metric"]["runtime"], "promtest", "{r}");
     assert_eq!(r[0]["metric"]["job"], "pollwatch", "{r}");
     assert_eq!(r[0]["value"][1], "2", "{r}");

@@ -20,9 +20,7 @@ fn scrape_answers_while_every_worker_is_blocked() {
             .http_addr(scrape::any_port()),
     );
     let addr = agent.http_addr().unwrap();
-    let workers = scrape::scrape(addr)
-        .value("tokio_worker_count", &[])
-        .unwrap();
+    let workers = scrape::scrape(addr).value("tokio_workers", &[]).unwrap();
     assert_eq!(workers, 2.0);
 
     let blocker = scrape::Blocker::new(&rt, 2);
