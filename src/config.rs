@@ -30,8 +30,9 @@ pub struct Config {
     pub enabled: bool,
     /// A poll (or a worker) making no progress for this long is a stall. Default 100 ms.
     pub stall_threshold: Duration,
-    /// How often the watchdog looks at every worker. Must be smaller than the threshold.
-    /// Default 10 ms.
+    /// How often the watchdog looks at every worker: a stall is reported within about one
+    /// tick after the threshold (hooked mode reads the poll slots twice per tick to get
+    /// there). Must be smaller than the threshold. Default 10 ms.
     pub watchdog_tick: Duration,
     /// How often the scheduling-lag probe is woken. Default 10 ms.
     pub probe_interval: Duration,

@@ -1,10 +1,12 @@
 //! Hooked-mode detection: read every worker's poll slot each tick; a slot whose generation
 //! has stayed odd (inside one poll) for longer than the threshold is a stall.
 //!
-//! The hooks read no clock for this: the watchdog sees the unchanged generation. A poll's
-//! start is the moment the watchdog first saw its generation (it began at most one tick
-//! earlier), or the exact start when the hooks happened to time that poll. So a stall is
-//! never raised early, and is raised no later than threshold + one tick. Once an episode is
+//! The hooks read no clock for this: the watchdog sees the unchanged generation. The watchdog
+//! reads the slots twice per tick. A poll's start is the moment the watchdog first saw its
+//! generation (it began at most half a tick earlier), or the exact start when the hooks
+//! happened to time that poll. So a stall is raised at most an eighth of a tick early (the
+//! allowance for the watchdog's wake-up jitter). It is raised no later than threshold +
+//! half a tick + the watchdog's wake-up delay. Once an episode is
 //! open the slot is marked watched and the after-poll hook records the exact end.
 
 use std::time::Duration;
@@ -99,12 +101,13 @@ impl PollHookDetector {
                 episodes.still_stuck(ep, age);
                 continue;
             }
-            // A watchdog-stamped start is later than the true one (by up to a tick): allow a
-            // quarter tick of wake-up jitter so the stall is not held back a whole extra tick.
+            // A watchdog-stamped start is later than the true one (by up to a sampling
+            // period, half a tick): allow an eighth of a tick of wake-up jitter so the stall
+            // is not held back a whole extra period.
             let slack = if w.start_exact {
                 Duration::ZERO
             } else {
-                shared.config.watchdog_tick / 4
+                shared.config.watchdog_tick / 8
             };
             if view.exempt || tick.late || stuck + slack < threshold {
                 continue;
