@@ -12,7 +12,9 @@
 //! `/api/v1/query`, and to `/api/v1/query_range` for time-series panels. Each must succeed
 //! without warnings. A panel whose metrics all apply to the running mode must return data
 //! (a range query: at least one finite value); a panel that needs another mode or build
-//! must return nothing, as its description says.
+//! must return nothing, as its description says. And the stalls dashboard shows what the app
+//! did: stalls of both kinds; in hooked mode, the two stalling spawn locations, and the
+//! leaking location on top of live tasks and of live-task growth.
 
 mod support;
 
@@ -47,9 +49,44 @@ fn api(prom: &Prometheus, path: &str) -> Result<Value, String> {
     Ok(v["data"].clone())
 }
 
+/// Where the workload spawns its leaking tasks and its two kinds of stall: (file, line).
+#[derive(Clone, Debug, Default)]
+struct SpawnLines {
+    leak: (String, String),
+    sleep: (String, String),
+    busy: (String, String),
+}
+
+/// `support::next_line` ("file:line:") as label values.
+fn file_line(next_line: String) -> (String, String) {
+    let (file, line) = next_line.trim_end_matches(':').rsplit_once(':').unwrap();
+    (file.to_string(), line.to_string())
+}
+
+/// A task that lives until `release` is notified; returns its spawn location.
+fn spawn_leak(release: Arc<tokio::sync::Notify>) -> (String, String) {
+    let at = support::next_line(file!(), line!());
+    tokio::spawn(async move { release.notified().await });
+    file_line(at)
+}
+
+/// A task that blocks its worker off the CPU; returns its spawn location.
+fn spawn_sleep() -> (String, String) {
+    let at = support::next_line(file!(), line!());
+    tokio::spawn(async { std::thread::sleep(Duration::from_millis(150)) });
+    file_line(at)
+}
+
+/// A task that blocks its worker on the CPU; returns its spawn location.
+fn spawn_busy() -> (String, String) {
+    let at = support::next_line(file!(), line!());
+    tokio::spawn(async { support::busy_for(Duration::from_millis(150)) });
+    file_line(at)
+}
+
 /// The app's load, until `running` drops (and 90 s at most). Each kind of task has its own
-/// spawn location.
-async fn workload(running: Arc<AtomicBool>) {
+/// spawn location, recorded in `lines`.
+async fn workload(running: Arc<AtomicBool>, lines: Arc<std::sync::Mutex<SpawnLines>>) {
     let start = Instant::now();
     let leak_release = Arc::new(tokio::sync::Notify::new());
     let mut round = 0u64;
@@ -63,17 +100,14 @@ async fn workload(running: Arc<AtomicBool>) {
         }
         // A leak: one task every 200 ms that waits until the end of the test.
         if round % 10 == 0 {
-            let release = leak_release.clone();
-            tokio::spawn(async move { release.notified().await });
+            lines.lock().unwrap().leak = spawn_leak(leak_release.clone());
         }
         // Stalls, about one a second, alternating off-CPU and CPU.
         if round % 50 == 0 {
-            tokio::spawn(async { std::thread::sleep(Duration::from_millis(150)) });
+            lines.lock().unwrap().sleep = spawn_sleep();
         }
         if round % 50 == 25 {
-            tokio::spawn(async {
-                support::busy_for(Duration::from_millis(150));
-            });
+            lines.lock().unwrap().busy = spawn_busy();
         }
         // The blocking pool.
         if round % 25 == 0 {
@@ -185,6 +219,89 @@ fn check_panel(
     Ok(())
 }
 
+/// The instant result of the first query of the panel titled `title`, run as Grafana would.
+fn panel_result(
+    prom: &Prometheus,
+    d: &Dashboard,
+    title: &str,
+    vars: &BTreeMap<String, String>,
+) -> Result<Vec<Value>, String> {
+    let panel = d
+        .panels()
+        .into_iter()
+        .find(|p| p["title"] == title)
+        .ok_or_else(|| format!("{}: no panel {title:?}", d.file))?;
+    let width = panel["gridPos"]["w"].as_u64().unwrap();
+    let iv = dashboards::intervals(d.range(), width, SCRAPE_INTERVAL);
+    let q = dashboards::substitute(dashboards::exprs(panel)[0], vars, iv);
+    let path = format!("/api/v1/query?query={}", scrape::percent_encode(&q));
+    let data = api(prom, &path).map_err(|e| format!("{title}: {e}"))?;
+    Ok(data["result"].as_array().cloned().unwrap_or_default())
+}
+
+/// A series' spawn location labels.
+fn location(series: &Value) -> (String, String) {
+    let label = |l: &str| series["metric"][l].as_str().unwrap_or("").to_string();
+    (label("code_file_path"), label("code_line_number"))
+}
+
+/// The spawn location of the series with the largest value.
+fn top_location(result: &[Value]) -> Option<(String, String)> {
+    let value = |s: &Value| s["value"][1].as_str()?.parse::<f64>().ok();
+    result
+        .iter()
+        .filter(|s| value(s).is_some())
+        .max_by(|a, b| value(a).unwrap().total_cmp(&value(b).unwrap()))
+        .map(location)
+}
+
+/// The stalls dashboard shows what the app did: both kinds of stall; in hooked mode, the
+/// two stalling spawn locations, and the leaking location on top of live tasks and of
+/// their growth.
+fn stall_panels_show_the_workload(
+    prom: &Prometheus,
+    d: &Dashboard,
+    vars: &BTreeMap<String, String>,
+    mode: pollwatch::Mode,
+    lines: &SpawnLines,
+) -> Result<(), String> {
+    let by_kind = panel_result(prom, d, "Stalls by kind", vars)?;
+    let kinds: Vec<_> = by_kind
+        .iter()
+        .filter_map(|s| s["metric"]["kind"].as_str())
+        .collect();
+    if !kinds.contains(&"cpu") || !kinds.contains(&"off_cpu") {
+        return Err(format!(
+            "Stalls by kind shows {kinds:?}, not cpu and off_cpu"
+        ));
+    }
+    if mode != pollwatch::Mode::Hooked {
+        return Ok(());
+    }
+    let by_location = panel_result(prom, d, "Stalls by spawn location", vars)?;
+    let locations: Vec<_> = by_location.iter().map(location).collect();
+    for at in [&lines.sleep, &lines.busy] {
+        if !locations.contains(at) {
+            return Err(format!(
+                "Stalls by spawn location lacks {at:?}: {locations:?}"
+            ));
+        }
+    }
+    for title in [
+        "Top spawn locations by live tasks (hooked mode)",
+        "Live-task growth over the range (hooked mode)",
+    ] {
+        let top = top_location(&panel_result(prom, d, title, vars)?);
+        if top.as_ref() != Some(&lines.leak) {
+            return Err(format!(
+                "{title}: top is {top:?}, not the leak {:?}",
+                lines.leak
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn dashboard_queries_return_data_from_prometheus() {
     let Some(binary) = scrape::tool("prometheus") else {
@@ -212,7 +329,8 @@ fn dashboard_queries_return_data_from_prometheus() {
     assert_eq!(mode, expected);
 
     let running = Arc::new(AtomicBool::new(true));
-    let load = rt.spawn(workload(running.clone()));
+    let lines = Arc::new(std::sync::Mutex::new(SpawnLines::default()));
+    let load = rt.spawn(workload(running.clone(), lines.clone()));
     let prom = Prometheus::start(binary, agent.http_addr().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
 
@@ -243,14 +361,23 @@ fn dashboard_queries_return_data_from_prometheus() {
         loop {
             failures = match variables(&prom, d, iv) {
                 Err(e) => vec![e],
-                Ok(vars) => panels
-                    .iter()
-                    .filter_map(|p| {
-                        check_panel(&prom, d, p, &vars, mode)
-                            .err()
-                            .map(|e| format!("panel {} ({}): {e}", p["id"], p["title"]))
-                    })
-                    .collect(),
+                Ok(vars) => {
+                    let mut f: Vec<_> = panels
+                        .iter()
+                        .filter_map(|p| {
+                            check_panel(&prom, d, p, &vars, mode)
+                                .err()
+                                .map(|e| format!("panel {} ({}): {e}", p["id"], p["title"]))
+                        })
+                        .collect();
+                    if d.file == "pollwatch-stalls.json" {
+                        let lines = lines.lock().unwrap().clone();
+                        f.extend(
+                            stall_panels_show_the_workload(&prom, d, &vars, mode, &lines).err(),
+                        );
+                    }
+                    f
+                }
             };
             if failures.is_empty() || Instant::now() > deadline {
                 break;
