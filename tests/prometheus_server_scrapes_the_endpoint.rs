@@ -5,74 +5,12 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::prometheus::Prometheus;
 use support::scrape;
-
-/// Kills and reaps the Prometheus process and removes its files when dropped; on a failing
-/// test prints the end of its log first.
-struct PrometheusGuard {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for PrometheusGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default();
-            let tail: Vec<_> = log.lines().rev().take(30).collect();
-            eprintln!("--- prometheus log (last lines) ---");
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_prometheus(
-    binary: PathBuf,
-    target: std::net::SocketAddr,
-) -> (PrometheusGuard, std::net::SocketAddr) {
-    let unique = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("pollwatch-prom-{}-{unique}", std::process::id()));
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
-         scrape_configs:\n  - job_name: pollwatch\n    static_configs:\n      - targets: ['{target}']\n"
-    );
-    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", scrape::free_port())
-        .parse()
-        .unwrap();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = Command::new(binary)
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={listen}"))
-        .arg("--log.level=warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("prometheus starts");
-    (PrometheusGuard { child, dir }, listen)
-}
 
 /// `GET /api/v1/query` until the result vector is non-empty or `deadline` passes.
 fn query_until_non_empty(
@@ -135,7 +73,8 @@ fn prometheus_server_scrapes_the_endpoint() {
             .unwrap();
     });
 
-    let (guard, prom) = start_prometheus(binary, target);
+    let guard = Prometheus::start(binary, target);
+    let prom = guard.addr;
     let deadline = Instant::now() + Duration::from_secs(60);
 
     let r = query_until_non_empty(prom, "tokio_workers", deadline);

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+pub mod dashboards;
+pub mod prometheus;
 pub mod scrape;
 
 use pollwatch::{Agent, StallReport};
