@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "opentelemetry")]
+pub mod otlp;
 pub mod scrape;
 
 use pollwatch::{Agent, StallReport};
