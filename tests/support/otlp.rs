@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 
+#[allow(unused_imports)] // not every test binary matches on the data type
 pub use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
 type Received = Arc<Mutex<Vec<ExportMetricsServiceRequest>>>;
