@@ -56,9 +56,10 @@ impl Pusher {
         source: Source,
         started_at: SystemTime,
     ) -> Result<Pusher, Error> {
-        let shared = source.shared.clone().ok_or_else(|| {
-            Error::invalid("otlp_endpoint", endpoint, "the agent is disabled")
-        })?;
+        let shared = source
+            .shared
+            .clone()
+            .ok_or_else(|| Error::invalid("otlp_endpoint", endpoint, "the agent is disabled"))?;
         let config = &shared.config;
         let bad = |e: tonic::transport::Error| {
             Error::invalid(

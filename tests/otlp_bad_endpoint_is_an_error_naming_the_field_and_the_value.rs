@@ -39,7 +39,10 @@ fn bad_builder_values_name_the_setting_and_the_value() {
 fn bad_environment_values_name_the_variable_and_the_value() {
     let cases: &[&[(&str, &str)]] = &[
         &[("POLLWATCH_OTLP_ENDPOINT", "collector:4317")],
-        &[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "https://collector:4317")],
+        &[(
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "https://collector:4317",
+        )],
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector")],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),

@@ -67,7 +67,9 @@ fn wait_for_errors(agent: &pollwatch::Agent, errors: f64, limit: Duration) {
 
 #[test]
 fn otlp_receiver_down_is_counted_in_bounded_memory_and_pushes_resume() {
-    let addr: SocketAddr = format!("127.0.0.1:{}", scrape::free_port()).parse().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", scrape::free_port())
+        .parse()
+        .unwrap();
     let (rt, agent) = support::runtime_with(
         pollwatch::Agent::builder()
             .runtime_name("down")

@@ -130,6 +130,11 @@ fn otlp_receiver_gets_the_same_metrics_as_prometheus() {
     let n = receiver.count();
     let requests = receiver.wait_for(n + 3, Duration::from_secs(20));
     let (a, b) = (&requests[n + 1], &requests[n + 2]);
+    eprintln!(
+        "one push: {} metrics, {} bytes of protobuf",
+        otlp::metrics(b).len(),
+        prost::Message::encoded_len(b)
+    );
 
     // Resource and scope.
     let resource = attrs(
@@ -242,8 +247,14 @@ fn otlp_receiver_gets_the_same_metrics_as_prometheus() {
         let mb = otlp::metric(b, &ma.name).expect("still exported");
         let later: BTreeMap<Attrs, f64> = points(mb).into_iter().collect();
         for (attrs, earlier) in points(ma) {
-            let now = later.get(&attrs).unwrap_or_else(|| panic!("{attrs:?} gone"));
-            assert!(*now >= earlier, "{} {attrs:?}: {earlier} then {now}", ma.name);
+            let now = later
+                .get(&attrs)
+                .unwrap_or_else(|| panic!("{attrs:?} gone"));
+            assert!(
+                *now >= earlier,
+                "{} {attrs:?}: {earlier} then {now}",
+                ma.name
+            );
         }
     }
 
@@ -257,7 +268,10 @@ fn otlp_receiver_gets_the_same_metrics_as_prometheus() {
         let want = spawn_line.trim_end_matches(':');
         let (file, line) = want.rsplit_once(':').unwrap();
         assert_eq!(stall.get("code.file.path").map(String::as_str), Some(file));
-        assert_eq!(stall.get("code.line.number").map(String::as_str), Some(line));
+        assert_eq!(
+            stall.get("code.line.number").map(String::as_str),
+            Some(line)
+        );
     }
     let durations = points(otlp::metric(b, "tokio.stall.duration").expect("durations"));
     assert!(durations[0].1 >= 1.0, "{durations:?}");

@@ -94,7 +94,11 @@ fn metric(f: &Family, runtime: &str, times: Times) -> Metric {
     };
     let data = match def.kind {
         MetricType::Counter => metric::Data::Sum(Sum {
-            data_points: f.samples.iter().map(|s| number(s, times.start_ns)).collect(),
+            data_points: f
+                .samples
+                .iter()
+                .map(|s| number(s, times.start_ns))
+                .collect(),
             aggregation_temporality: cumulative,
             is_monotonic: true,
         }),
@@ -302,6 +306,9 @@ mod tests {
         assert_eq!(p.explicit_bounds.len() + 1, p.bucket_counts.len());
         assert_eq!(p.explicit_bounds[0], 0.00001);
         assert_eq!(*p.explicit_bounds.last().unwrap(), 10.0);
-        assert_eq!((p.bucket_counts[0], p.bucket_counts[NUM_BUCKETS - 1]), (2, 1));
+        assert_eq!(
+            (p.bucket_counts[0], p.bucket_counts[NUM_BUCKETS - 1]),
+            (2, 1)
+        );
     }
 }
