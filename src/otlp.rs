@@ -142,8 +142,13 @@ async fn run(plan: Plan, mut stop: oneshot::Receiver<()>) {
         if stopped {
             break;
         }
-        // After a slow export, the next one waits a whole interval rather than bursting.
-        next = (next + plan.interval).max(tokio::time::Instant::now());
+        // A push that overran its interval (a collector timing out) is followed by a whole
+        // interval, not by pushes sent back to back to catch up.
+        next += plan.interval;
+        let now = tokio::time::Instant::now();
+        if next < now {
+            next = now + plan.interval;
+        }
     }
     let last = plan.timeout.min(SHUTDOWN_EXPORT_TIMEOUT);
     export(&mut client, &plan, last, &mut failures).await;
