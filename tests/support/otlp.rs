@@ -64,7 +64,11 @@ impl Receiver {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 let incoming = tonic::transport::server::TcpIncoming::from(listener);
                 tonic::transport::Server::builder()
-                    .add_service(MetricsServiceServer::new(service))
+                    .add_service(
+                        // As collectors do: their exporters compress by default.
+                        MetricsServiceServer::new(service)
+                            .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+                    )
                     .serve_with_incoming_shutdown(incoming, async {
                         let _ = stop_rx.await;
                     })
