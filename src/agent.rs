@@ -117,6 +117,49 @@ impl Builder {
         self
     }
 
+    /// Pushes the metrics over OTLP/gRPC to the collector at `endpoint` (`http://host:port`,
+    /// e.g. `http://127.0.0.1:4317`) every [`Builder::otlp_interval`], from the agent's own
+    /// thread `pollwatch-otlp`: the same families and cumulative values as `/metrics`, under
+    /// their OpenTelemetry names. Needs the `opentelemetry` feature; a malformed endpoint is
+    /// an [`Error::InvalidConfig`] naming `otlp_endpoint`. An unreachable collector is
+    /// counted in `pollwatch_otlp_exports_total{result="error"}` and logged, never an error
+    /// to the app.
+    pub fn otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.config.otlp_endpoint = Some(endpoint.into());
+        self
+    }
+
+    setter!(
+        /// How often the OTLP exporter pushes (default 15 s, see
+        /// [`DEFAULT_OTLP_INTERVAL`](crate::config::DEFAULT_OTLP_INTERVAL)).
+        otlp_interval: Duration
+    );
+    setter!(
+        /// How long one OTLP push may take, connecting included, before it is dropped and
+        /// counted as an error (default 10 s).
+        otlp_timeout: Duration
+    );
+
+    /// The OpenTelemetry resource's `service.name` (default `OTEL_SERVICE_NAME` with
+    /// [`Builder::from_env`], else `unknown_service:<executable>`).
+    pub fn otlp_service_name(mut self, name: impl Into<String>) -> Self {
+        self.config.otlp_service_name = Some(name.into());
+        self
+    }
+
+    /// Adds one attribute to the OpenTelemetry resource (e.g.
+    /// `deployment.environment.name`); a later value for the same key wins.
+    pub fn otlp_resource_attribute(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.config
+            .otlp_resource_attributes
+            .push((key.into(), value.into()));
+        self
+    }
+
     /// The `runtime` label (default: the tokio runtime's name, else its id).
     pub fn runtime_name(mut self, name: impl Into<String>) -> Self {
         self.config.runtime_name = Some(name.into());
@@ -313,6 +356,8 @@ pub struct Agent {
     handle: Option<tokio::runtime::Handle>,
     #[cfg(feature = "http")]
     server: Option<crate::server::Server>,
+    #[cfg(feature = "opentelemetry")]
+    otlp: Option<crate::otlp::Pusher>,
 }
 
 impl Agent {
@@ -328,6 +373,8 @@ impl Agent {
             handle: None,
             #[cfg(feature = "http")]
             server: None,
+            #[cfg(feature = "opentelemetry")]
+            otlp: None,
         }
     }
 
@@ -341,6 +388,9 @@ impl Agent {
             .clone()
             .unwrap_or_else(|| runtime_label(&handle));
         let _ = shared.runtime_label.set(label);
+        // The start of every cumulative OTLP series.
+        #[cfg(feature = "opentelemetry")]
+        let started_at = std::time::SystemTime::now();
         // Bound first: a port in use fails start-up before any thread runs.
         #[cfg(feature = "http")]
         let server = match shared.config.http_addr {
@@ -362,13 +412,36 @@ impl Agent {
                 "pollwatch was built without its `http` feature: enable it, or serve Agent::encode_metrics() from your own server",
             ));
         }
+        #[cfg(not(feature = "opentelemetry"))]
+        if let Some(endpoint) = &shared.config.otlp_endpoint {
+            return Err(Error::invalid(
+                "otlp_endpoint",
+                endpoint,
+                "pollwatch was built without its `opentelemetry` feature: enable it to push over OTLP",
+            ));
+        }
         let watchdog = Watchdog::start(shared.clone(), handle.clone())?;
+        // Last: if it cannot start, the threads above stop as this function returns.
+        #[cfg(feature = "opentelemetry")]
+        let otlp = match &shared.config.otlp_endpoint {
+            Some(endpoint) => Some(crate::otlp::Pusher::start(
+                endpoint,
+                crate::sampler::Source {
+                    shared: Some(shared.clone()),
+                    handle: Some(handle.clone()),
+                },
+                started_at,
+            )?),
+            None => None,
+        };
         Ok(Agent {
             shared: Some(shared),
             watchdog: Some(watchdog),
             handle: Some(handle),
             #[cfg(feature = "http")]
             server,
+            #[cfg(feature = "opentelemetry")]
+            otlp,
         })
     }
 
@@ -416,8 +489,13 @@ impl Agent {
         }
     }
 
-    /// Stops the agent's threads and waits for them. Idempotent.
+    /// Stops the agent's threads and waits for them. Idempotent. With an OTLP endpoint, one
+    /// last push is made first, bounded by 2 s (or `otlp_timeout` if smaller).
     pub fn shutdown(&mut self) {
+        #[cfg(feature = "opentelemetry")]
+        if let Some(mut p) = self.otlp.take() {
+            p.stop();
+        }
         #[cfg(feature = "http")]
         if let Some(mut s) = self.server.take() {
             s.stop();

@@ -21,6 +21,16 @@ pub const DEFAULT_MAX_REPORTS: usize = 256;
 pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// The address the docs suggest for [`Config::http_addr`].
 pub const SUGGESTED_HTTP_ADDR: &str = "127.0.0.1:9464";
+/// Default for [`Config::otlp_interval`]: the README's Prometheus `scrape_interval`, so both
+/// backends see the same resolution. OpenTelemetry SDKs default to 60 s, which hides a
+/// burst of stalls inside one point; an export costs one collection (tens of µs) and one
+/// request of a few KiB.
+pub const DEFAULT_OTLP_INTERVAL: Duration = Duration::from_secs(15);
+/// Default for [`Config::otlp_timeout`]: OpenTelemetry's `OTEL_EXPORTER_OTLP_TIMEOUT`
+/// default.
+pub const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The collector address the docs suggest for [`Config::otlp_endpoint`] (OTLP/gRPC's port).
+pub const SUGGESTED_OTLP_ENDPOINT: &str = "http://127.0.0.1:4317";
 
 /// Everything an [`Agent`](crate::Agent) can be told. Build it with
 /// [`Agent::builder`](crate::Agent::builder); every field has a documented default.
@@ -66,6 +76,21 @@ pub struct Config {
     /// alone (`detection: "probe"`): it sees only stalls that keep every worker from
     /// polling it, with no thread or stack. Default on.
     pub worker_detection: bool,
+    /// Push the metrics over OTLP/gRPC to this collector (`http://host:port`) every
+    /// [`Config::otlp_interval`], from the agent's own thread; off unless set. Needs the
+    /// `opentelemetry` feature.
+    pub otlp_endpoint: Option<String>,
+    /// How often the OTLP exporter pushes. Default 15 s ([`DEFAULT_OTLP_INTERVAL`]).
+    pub otlp_interval: Duration,
+    /// How long one OTLP export may take (connecting included) before it is dropped and
+    /// counted as an error. Default 10 s.
+    pub otlp_timeout: Duration,
+    /// The OpenTelemetry resource's `service.name`; default `OTEL_SERVICE_NAME` (with
+    /// [`Builder::from_env`](crate::Builder::from_env)), else `unknown_service:<process>`.
+    pub otlp_service_name: Option<String>,
+    /// More OpenTelemetry resource attributes (`deployment.environment.name`, …), as
+    /// `(key, value)`; later entries win.
+    pub otlp_resource_attributes: Vec<(String, String)>,
 }
 
 impl Default for Config {
@@ -86,6 +111,11 @@ impl Default for Config {
             log_interval: DEFAULT_LOG_INTERVAL,
             runtime_name: None,
             worker_detection: true,
+            otlp_endpoint: None,
+            otlp_interval: DEFAULT_OTLP_INTERVAL,
+            otlp_timeout: DEFAULT_OTLP_TIMEOUT,
+            otlp_service_name: None,
+            otlp_resource_attributes: Vec::new(),
         }
     }
 }
@@ -110,6 +140,43 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "on/off: capture the blocked thread's stack",
     ),
     ("POLLWATCH_SIGNAL", "capture signal, e.g. SIGRTMIN+3"),
+    (
+        "POLLWATCH_OTLP_ENDPOINT",
+        "push metrics over OTLP/gRPC to this collector, e.g. http://127.0.0.1:4317",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "(feature opentelemetry) used when POLLWATCH_OTLP_ENDPOINT is not set",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "(feature opentelemetry) used when neither of the two above is set",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+        "(feature opentelemetry) must be grpc when an OTEL_ endpoint is used",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "(feature opentelemetry) must be grpc when an OTEL_ endpoint is used",
+    ),
+    (
+        "OTEL_METRIC_EXPORT_INTERVAL",
+        "(feature opentelemetry) OTLP push interval in milliseconds",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+        "(feature opentelemetry) OTLP export timeout in milliseconds",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "(feature opentelemetry) used when the metrics-specific timeout is not set",
+    ),
+    ("OTEL_SERVICE_NAME", "(feature opentelemetry) service.name"),
+    (
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "(feature opentelemetry) more resource attributes, key1=value1,key2=value2",
+    ),
 ];
 
 impl Config {
@@ -160,6 +227,63 @@ impl Config {
         if let Some(v) = get("POLLWATCH_SIGNAL") {
             self.signal = Some(crate::capture::parse_signal("POLLWATCH_SIGNAL", &v)?);
         }
+        if let Some(v) = get("POLLWATCH_OTLP_ENDPOINT") {
+            self.otlp_endpoint = Some(parse_otlp_endpoint("POLLWATCH_OTLP_ENDPOINT", &v)?);
+        }
+        // The standard OpenTelemetry variables configure the app's own SDK too: read them
+        // only when this build can export OTLP, so they never fail a build that cannot.
+        if cfg!(feature = "opentelemetry") {
+            self.apply_otel_vars(&get)?;
+        }
+        Ok(())
+    }
+
+    /// The `OTEL_*` variables of the OpenTelemetry specification that apply to a metrics
+    /// exporter speaking OTLP/gRPC.
+    fn apply_otel_vars(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<(), Error> {
+        let first = |names: [&'static str; 2]| {
+            names
+                .into_iter()
+                .find_map(|n| get(n).filter(|v| !v.trim().is_empty()).map(|v| (n, v)))
+        };
+        if self.otlp_endpoint.is_none() {
+            let endpoint = first([
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ]);
+            if let Some((var, v)) = endpoint {
+                let protocol = first([
+                    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+                    "OTEL_EXPORTER_OTLP_PROTOCOL",
+                ]);
+                if let Some((pvar, p)) = protocol {
+                    if p.trim() != "grpc" {
+                        return Err(Error::invalid(
+                            pvar,
+                            &p,
+                            format!("pollwatch exports OTLP over gRPC only, and {var} is set: set POLLWATCH_OTLP_ENDPOINT to the collector's gRPC endpoint (e.g. {SUGGESTED_OTLP_ENDPOINT}), which takes precedence"),
+                        ));
+                    }
+                }
+                self.otlp_endpoint = Some(parse_otlp_endpoint(var, &v)?);
+            }
+        }
+        if let Some(v) = get("OTEL_METRIC_EXPORT_INTERVAL") {
+            self.otlp_interval = parse_millis("OTEL_METRIC_EXPORT_INTERVAL", &v)?;
+        }
+        if let Some((var, v)) = first([
+            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ]) {
+            self.otlp_timeout = parse_millis(var, &v)?;
+        }
+        if let Some(v) = get("OTEL_SERVICE_NAME").filter(|v| !v.trim().is_empty()) {
+            self.otlp_service_name = Some(v.trim().to_string());
+        }
+        if let Some(v) = get("OTEL_RESOURCE_ATTRIBUTES") {
+            let attributes = parse_resource_attributes("OTEL_RESOURCE_ATTRIBUTES", &v)?;
+            self.otlp_resource_attributes.extend(attributes);
+        }
         Ok(())
     }
 
@@ -203,6 +327,39 @@ impl Config {
                 "must be between 1 and 100000",
             ));
         }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            parse_otlp_endpoint("otlp_endpoint", endpoint)?;
+        }
+        for (field, d) in [
+            ("otlp_interval", self.otlp_interval),
+            ("otlp_timeout", self.otlp_timeout),
+        ] {
+            if d < Duration::from_millis(1) {
+                return Err(Error::invalid(
+                    field,
+                    format!("{d:?}"),
+                    "must be at least 1ms",
+                ));
+            }
+        }
+        if let Some(name) = &self.otlp_service_name {
+            if name.trim().is_empty() {
+                return Err(Error::invalid(
+                    "otlp_service_name",
+                    name,
+                    "must not be empty",
+                ));
+            }
+        }
+        for (key, _) in &self.otlp_resource_attributes {
+            if key.trim().is_empty() {
+                return Err(Error::invalid(
+                    "otlp_resource_attribute",
+                    key,
+                    "the key must not be empty",
+                ));
+            }
+        }
         if let Some(token) = &self.http_bearer_token {
             if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(Error::invalid(
@@ -214,6 +371,105 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// An OTLP/gRPC endpoint: `http://host:port`, optionally with a trailing `/`. Returned
+/// trimmed. TLS (`https://`) is not built in: the usual set-up is a collector next to the
+/// app, which forwards over TLS.
+pub(crate) fn parse_otlp_endpoint(field: &'static str, v: &str) -> Result<String, Error> {
+    let trimmed = v.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Err(Error::invalid(
+            field,
+            v,
+            format!("pollwatch's OTLP exporter speaks plaintext gRPC (no TLS built in): send to a collector next to the app, e.g. {SUGGESTED_OTLP_ENDPOINT}, and let it forward over TLS"),
+        ));
+    }
+    let expected = format!("expected http://host:port, e.g. {SUGGESTED_OTLP_ENDPOINT}");
+    let Some(rest) = lower.starts_with("http://").then(|| &trimmed[7..]) else {
+        return Err(Error::invalid(field, v, expected));
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty()
+        || authority
+            .chars()
+            .any(|c| matches!(c, '/' | '?' | '#' | '@') || c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::invalid(
+            field,
+            v,
+            format!("{expected} (no path, query or user: OTLP/gRPC needs only the address)"),
+        ));
+    }
+    let port_ok = authority
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.is_empty() && (!host.starts_with('[') || host.ends_with(']')))
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .is_some_and(|port| port != 0);
+    if !port_ok {
+        return Err(Error::invalid(
+            field,
+            v,
+            format!("{expected} (a host and a port are required; OTLP/gRPC listens on 4317)"),
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// A whole number of milliseconds, greater than zero, as the OpenTelemetry variables give.
+fn parse_millis(field: &'static str, v: &str) -> Result<Duration, Error> {
+    match v.trim().parse::<u64>() {
+        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => Err(Error::invalid(
+            field,
+            v,
+            "expected a whole number of milliseconds greater than zero, e.g. 15000",
+        )),
+    }
+}
+
+/// `key1=value1,key2=value2` with `%XX` escapes in keys and values (the W3C Baggage form
+/// the OpenTelemetry specification gives `OTEL_RESOURCE_ATTRIBUTES`).
+pub(crate) fn parse_resource_attributes(
+    field: &'static str,
+    v: &str,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut out = Vec::new();
+    for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = |why: &str| {
+            Error::invalid(
+                field,
+                v,
+                format!("{why} in {pair:?}: expected key1=value1,key2=value2 with %XX escapes"),
+            )
+        };
+        let (key, value) = pair.split_once('=').ok_or_else(|| bad("no '='"))?;
+        let key = percent_decode(key.trim()).ok_or_else(|| bad("a bad %-escape"))?;
+        let value = percent_decode(value.trim()).ok_or_else(|| bad("a bad %-escape"))?;
+        if key.is_empty() {
+            return Err(bad("an empty key"));
+        }
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn parse_bool(field: &'static str, v: &str) -> Result<bool, Error> {
@@ -269,6 +525,98 @@ mod tests {
                 .to_string();
             assert!(err.contains(var), "{err}");
             assert!(err.contains(val), "{err}");
+        }
+    }
+
+    #[test]
+    fn otlp_endpoints_are_http_host_and_port() {
+        for ok in [
+            "http://127.0.0.1:4317",
+            "HTTP://collector:4317/",
+            "http://[::1]:4317",
+        ] {
+            assert!(parse_otlp_endpoint("otlp_endpoint", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1:4317",
+            "https://collector:4317",
+            "http://collector",
+            "http://collector:0",
+            "http://collector:4318/v1/metrics",
+            "http://:4317",
+            "http://[::1:4317",
+            "grpc://collector:4317",
+            "",
+        ] {
+            let e = parse_otlp_endpoint("otlp_endpoint", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("otlp_endpoint") && e.contains(&format!("{bad:?}")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    #[cfg(feature = "opentelemetry")]
+    fn otel_variables_apply_with_pollwatch_first() {
+        let mut c = Config::default();
+        c.apply_vars(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://general:4317"),
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://metrics:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "2500"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "700"),
+            ("OTEL_SERVICE_NAME", "checkout"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=prod, team=a%2Cb",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://metrics:4317"));
+        assert_eq!(c.otlp_interval, Duration::from_millis(2500));
+        assert_eq!(c.otlp_timeout, Duration::from_millis(700));
+        assert_eq!(c.otlp_service_name.as_deref(), Some("checkout"));
+        assert_eq!(
+            c.otlp_resource_attributes,
+            [
+                ("deployment.environment.name".into(), "prod".into()),
+                ("team".into(), "a,b".into())
+            ]
+        );
+        let mut c = Config::default();
+        c.apply_vars(env(&[
+            ("POLLWATCH_OTLP_ENDPOINT", "http://pollwatch:4317"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://general:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ]))
+        .unwrap();
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://pollwatch:4317"));
+    }
+
+    #[test]
+    #[cfg(feature = "opentelemetry")]
+    fn bad_otel_values_name_the_variable_and_the_value() {
+        for pairs in [
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")][..],
+            &[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "https://c:4317")],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ],
+            &[("OTEL_METRIC_EXPORT_INTERVAL", "soon")],
+            &[("OTEL_EXPORTER_OTLP_TIMEOUT", "0")],
+            &[("OTEL_RESOURCE_ATTRIBUTES", "team")],
+            &[("OTEL_RESOURCE_ATTRIBUTES", "a=%zz")],
+        ] {
+            let (var, val) = pairs[pairs.len() - 1];
+            let err = Config::default()
+                .apply_vars(env(pairs))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(var) && err.contains(val), "{err}");
         }
     }
 

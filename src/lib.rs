@@ -11,6 +11,8 @@ mod export;
 mod hooks;
 pub mod names;
 mod os_thread;
+#[cfg(feature = "opentelemetry")]
+mod otlp;
 mod report;
 mod sampler;
 #[cfg(feature = "http")]

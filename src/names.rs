@@ -384,8 +384,19 @@ pub static STALL_REPORTS_DROPPED: MetricDef = MetricDef {
     availability: Availability::Running,
 };
 
+/// `pollwatch_otlp_exports_total`.
+pub static OTLP_EXPORTS: MetricDef = MetricDef {
+    prometheus: "pollwatch_otlp_exports_total",
+    otel: "pollwatch.otlp.exports",
+    kind: MetricType::Counter,
+    unit: "{export}",
+    labels: &["result"],
+    help: "OTLP pushes to the collector by result (ok, error); series only when otlp_endpoint is set. A failed push is dropped: the next one carries the same cumulative totals.",
+    availability: Availability::Running,
+};
+
 /// Every metric, in the order exported.
-pub static METRICS: [&MetricDef; 24] = [
+pub static METRICS: [&MetricDef; 25] = [
     &WORKERS,
     &TASKS_ALIVE,
     &GLOBAL_QUEUE_DEPTH,
@@ -410,6 +421,7 @@ pub static METRICS: [&MetricDef; 24] = [
     &WATCHDOG_LATE,
     &STACK_CAPTURES,
     &STALL_REPORTS_DROPPED,
+    &OTLP_EXPORTS,
 ];
 
 /// The entry for a Prometheus family name, if pollwatch exports one by that name.

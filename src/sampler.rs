@@ -271,6 +271,7 @@ impl Reader<'_> {
             &WATCHDOG_LATE,
             &STACK_CAPTURES,
             &STALL_REPORTS_DROPPED,
+            &OTLP_EXPORTS,
         ];
         if !known.iter().any(|d| is(d)) {
             return None;
@@ -320,6 +321,19 @@ impl Reader<'_> {
                 .map(|(status, n)| Sample::new(vec![status.as_str().into()], Value::Int(n)))
                 .collect();
             return Some(samples);
+        }
+        if is(&OTLP_EXPORTS) {
+            // An agent with an endpoint runs only in a build that can push (else start fails).
+            if s.config.otlp_endpoint.is_none() {
+                return Some(Vec::new());
+            }
+            let count = |result: &'static str, n: &std::sync::atomic::AtomicU64| {
+                Sample::new(vec![result.into()], Value::Int(n.load(Relaxed)))
+            };
+            return Some(vec![
+                count("ok", &s.counters.otlp_exports_ok),
+                count("error", &s.counters.otlp_exports_error),
+            ]);
         }
         one(Value::Int(s.stalls.dropped()))
     }

@@ -43,6 +43,10 @@ pub(crate) struct SelfCounters {
     pub(crate) watchdog_late: AtomicU64,
     captures: [AtomicU64; 5],
     pub(crate) log_suppressed: AtomicU64,
+    /// OTLP pushes that the collector accepted.
+    pub(crate) otlp_exports_ok: AtomicU64,
+    /// OTLP pushes that failed (unreachable, timed out, rejected).
+    pub(crate) otlp_exports_error: AtomicU64,
 }
 
 impl SelfCounters {

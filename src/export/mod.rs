@@ -1,10 +1,12 @@
-//! Exporters: the Prometheus text format, the `prometheus` crate collector and the
-//! `/stalls` JSON. All of them read [`crate::names`] for names and help, and
+//! Exporters: the Prometheus text format, the `prometheus` crate collector, the OTLP
+//! request and the `/stalls` JSON. All of them read [`crate::names`] for names and help, and
 //! [`crate::sampler`] for values, at the moment they are asked.
 
 #[cfg(feature = "prometheus")]
 pub(crate) mod collector;
 pub(crate) mod json;
+#[cfg(feature = "opentelemetry")]
+pub(crate) mod otel;
 pub(crate) mod prometheus;
 
 use crate::sampler::Source;

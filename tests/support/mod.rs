@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 pub mod dashboards;
 pub mod prometheus;
+#[cfg(feature = "opentelemetry")]
+pub mod otlp;
 pub mod scrape;
 
 use pollwatch::{Agent, StallReport};
