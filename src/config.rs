@@ -21,6 +21,13 @@ pub const DEFAULT_MAX_REPORTS: usize = 256;
 pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// The address the docs suggest for [`Config::http_addr`].
 pub const SUGGESTED_HTTP_ADDR: &str = "127.0.0.1:9464";
+/// The address the docs suggest for [`Config::console_addr`]: where `tokio-console`
+/// connects when given no address.
+pub const SUGGESTED_CONSOLE_ADDR: &str = "127.0.0.1:6669";
+/// Default for [`Config::console_max_tasks`].
+pub const DEFAULT_CONSOLE_MAX_TASKS: usize = 10_000;
+/// Default for [`Config::console_retention`].
+pub const DEFAULT_CONSOLE_RETENTION: Duration = Duration::from_secs(60);
 
 /// Everything an [`Agent`](crate::Agent) can be told. Build it with
 /// [`Agent::builder`](crate::Agent::builder); every field has a documented default.
@@ -65,6 +72,15 @@ pub struct Config {
     /// alone (`detection: "probe"`): it sees only stalls that keep every worker from
     /// polling it, with no thread or stack. Default on.
     pub worker_detection: bool,
+    /// Serve tokio-console's gRPC protocol here (cargo feature `console`, hooked mode only);
+    /// off unless set. Bind loopback, e.g. [`SUGGESTED_CONSOLE_ADDR`].
+    pub console_addr: Option<SocketAddr>,
+    /// Tasks the console keeps (live, and completed within `console_retention`); beyond it a
+    /// new task first frees the oldest completed one, else it is not shown (both counted).
+    /// Default 10 000.
+    pub console_max_tasks: usize,
+    /// How long the console keeps showing a completed task. Default 60 s.
+    pub console_retention: Duration,
 }
 
 impl Default for Config {
@@ -85,6 +101,9 @@ impl Default for Config {
             log_interval: DEFAULT_LOG_INTERVAL,
             runtime_name: None,
             worker_detection: true,
+            console_addr: None,
+            console_max_tasks: DEFAULT_CONSOLE_MAX_TASKS,
+            console_retention: DEFAULT_CONSOLE_RETENTION,
         }
     }
 }
@@ -109,6 +128,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "on/off: capture the blocked thread's stack",
     ),
     ("POLLWATCH_SIGNAL", "capture signal, e.g. SIGRTMIN+3"),
+    (
+        "POLLWATCH_CONSOLE_ADDR",
+        "serve tokio-console at this address (feature `console`, hooked mode)",
+    ),
 ];
 
 impl Config {
@@ -149,6 +172,16 @@ impl Config {
                 )
             })?;
             self.http_addr = Some(addr);
+        }
+        if let Some(v) = get("POLLWATCH_CONSOLE_ADDR") {
+            let addr = v.trim().parse().map_err(|_| {
+                Error::invalid(
+                    "POLLWATCH_CONSOLE_ADDR",
+                    &v,
+                    format!("expected ip:port, e.g. {SUGGESTED_CONSOLE_ADDR}"),
+                )
+            })?;
+            self.console_addr = Some(addr);
         }
         if let Some(v) = get("POLLWATCH_HTTP_TOKEN") {
             self.http_bearer_token = Some(v);
@@ -202,6 +235,13 @@ impl Config {
                 "must be between 1 and 100000",
             ));
         }
+        if self.console_max_tasks == 0 || self.console_max_tasks > 1_000_000 {
+            return Err(Error::invalid(
+                "console_max_tasks",
+                self.console_max_tasks,
+                "must be between 1 and 1000000",
+            ));
+        }
         if let Some(token) = &self.http_bearer_token {
             if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(Error::invalid(
@@ -244,8 +284,10 @@ mod tests {
             ("POLLWATCH_HTTP_ADDR", "127.0.0.1:9464"),
             ("POLLWATCH_STACKS", "off"),
             ("POLLWATCH_DISABLED", "0"),
+            ("POLLWATCH_CONSOLE_ADDR", "127.0.0.1:6669"),
         ]))
         .unwrap();
+        assert_eq!(c.console_addr, Some("127.0.0.1:6669".parse().unwrap()));
         assert_eq!(c.stall_threshold, Duration::from_millis(250));
         assert_eq!(c.http_addr, Some("127.0.0.1:9464".parse().unwrap()));
         assert!(!c.stacks);
@@ -261,6 +303,7 @@ mod tests {
             ("POLLWATCH_STACKS", "maybe"),
             ("POLLWATCH_DISABLED", "2"),
             ("POLLWATCH_SIGNAL", "SIGFOO"),
+            ("POLLWATCH_CONSOLE_ADDR", "localhost:6669"),
         ] {
             let err = Config::default()
                 .apply_vars(env(&[(var, val)]))
