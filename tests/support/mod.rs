@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+pub mod console;
 pub mod scrape;
 
 use pollwatch::{Agent, StallReport};
