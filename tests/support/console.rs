@@ -34,6 +34,8 @@ pub struct View {
     pub dropped_events: u64,
     /// Largest number of tasks announced in one update (a snapshot is one update).
     pub largest_update: usize,
+    /// Largest number of tasks whose stats one update carried.
+    pub largest_stats: usize,
 }
 
 impl View {
@@ -47,6 +49,7 @@ impl View {
         }
         if let Some(t) = u.task_update {
             self.largest_update = self.largest_update.max(t.new_tasks.len());
+            self.largest_stats = self.largest_stats.max(t.stats_update.len());
             for task in t.new_tasks {
                 let id = task.id.expect("task id").id;
                 assert!(
