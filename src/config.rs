@@ -235,11 +235,11 @@ impl Config {
                 "must be between 1 and 100000",
             ));
         }
-        if self.console_max_tasks == 0 || self.console_max_tasks > 1_000_000 {
+        if self.console_max_tasks == 0 || self.console_max_tasks > 100_000 {
             return Err(Error::invalid(
                 "console_max_tasks",
                 self.console_max_tasks,
-                "must be between 1 and 1000000",
+                "must be between 1 and 100000",
             ));
         }
         if let Some(token) = &self.http_bearer_token {

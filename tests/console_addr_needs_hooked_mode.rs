@@ -14,8 +14,14 @@ fn assert_names_the_setting(err: pollwatch::Error, addr: std::net::SocketAddr) {
         other => panic!("expected InvalidConfig, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains("console_addr") && msg.contains(&addr.to_string()), "{msg}");
-    assert!(msg.contains("tokio_unstable") && msg.contains("build_runtime"), "says how: {msg}");
+    assert!(
+        msg.contains("console_addr") && msg.contains(&addr.to_string()),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("tokio_unstable") && msg.contains("build_runtime"),
+        "says how: {msg}"
+    );
 }
 
 #[test]
@@ -60,14 +66,19 @@ fn console_port_in_use_is_an_error_naming_the_address() {
         .build_runtime(&mut rt)
         .expect_err("the port is taken");
     match &err {
-        pollwatch::Error::Bind { setting, addr: a, .. } => {
+        pollwatch::Error::Bind {
+            setting, addr: a, ..
+        } => {
             assert_eq!(*setting, "console_addr");
             assert_eq!(*a, addr);
         }
         other => panic!("expected Error::Bind, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains(&addr.to_string()) && msg.contains("console_addr"), "{msg}");
+    assert!(
+        msg.contains(&addr.to_string()) && msg.contains("console_addr"),
+        "{msg}"
+    );
     assert!(msg.contains("POLLWATCH_CONSOLE_ADDR"), "{msg}");
     assert_eq!(taken.local_addr().unwrap(), addr);
 }

@@ -37,10 +37,22 @@ fn counts(agent: &pollwatch::Agent) -> Counts {
     let e = Exposition::parse(&agent.encode_metrics());
     Counts {
         tasks: value(&e, "pollwatch_console_tasks", &[]),
-        tracked: value(&e, "pollwatch_console_spawns_total", &[("result", "tracked")]),
-        untracked: value(&e, "pollwatch_console_spawns_total", &[("result", "untracked")]),
+        tracked: value(
+            &e,
+            "pollwatch_console_spawns_total",
+            &[("result", "tracked")],
+        ),
+        untracked: value(
+            &e,
+            "pollwatch_console_spawns_total",
+            &[("result", "untracked")],
+        ),
         evicted: value(&e, "pollwatch_console_tasks_evicted_total", &[]),
-        dropped_spawns: value(&e, "pollwatch_console_events_dropped_total", &[("kind", "spawn")]),
+        dropped_spawns: value(
+            &e,
+            "pollwatch_console_events_dropped_total",
+            &[("kind", "spawn")],
+        ),
         spawned: value(&e, "tokio_task_spawned_total", &[]),
     }
 }
@@ -80,9 +92,12 @@ fn console_task_map_stays_within_its_cap() {
                 let mut view = View::default();
                 let deadline = Instant::now() + Duration::from_secs(120);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    console::watch_until(&mut stream, &mut view, Duration::from_millis(200), |_| {
-                        false
-                    })
+                    console::watch_until(
+                        &mut stream,
+                        &mut view,
+                        Duration::from_millis(200),
+                        |_| false,
+                    )
                     .await;
                 }
                 view

@@ -129,10 +129,11 @@ impl Console {
             };
             let _ = ready_tx.send(Ok(()));
             rt.block_on(async move {
+                let max_tasks = shared.config.console_max_tasks;
                 let (commands, aggregator) = service::Aggregator::new(shared, state);
                 tokio::spawn(aggregator.run());
                 tokio::select! {
-                    () = service::serve(listener, commands) => {}
+                    () = service::serve(listener, commands, max_tasks) => {}
                     // Sent by `stop`, or the `Console` was dropped.
                     _ = stop_rx => {}
                 }

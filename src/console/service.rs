@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::tasks::{TaskMap, WallClock};
+use super::tasks::{split, TaskMap, WallClock, TASKS_PER_MESSAGE};
 use super::{ConsoleState, DRAIN_INTERVAL, MAX_CLIENTS, PUBLISH_INTERVAL};
 use crate::state::Shared;
 
@@ -37,10 +37,17 @@ pub(super) enum Command {
 }
 
 /// Serves `Instrument` on `listener` until the future is dropped.
-pub(super) async fn serve(listener: tokio::net::TcpListener, commands: mpsc::Sender<Command>) {
+pub(super) async fn serve(
+    listener: tokio::net::TcpListener,
+    commands: mpsc::Sender<Command>,
+    max_tasks: usize,
+) {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = tonic::transport::Server::builder()
-        .add_service(InstrumentServer::new(Service { commands }))
+        .add_service(InstrumentServer::new(Service {
+            commands,
+            max_tasks,
+        }))
         .serve_with_incoming(incoming)
         .await;
     if let Err(e) = result {
@@ -50,6 +57,7 @@ pub(super) async fn serve(listener: tokio::net::TcpListener, commands: mpsc::Sen
 
 struct Service {
     commands: mpsc::Sender<Command>,
+    max_tasks: usize,
 }
 
 impl Service {
@@ -71,7 +79,9 @@ impl Instrument for Service {
         &self,
         _: Request<InstrumentRequest>,
     ) -> Result<Response<Self::WatchUpdatesStream>, Status> {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        // Room for a full snapshot and a full update, in pieces, plus a few more.
+        let pieces = self.max_tasks.div_ceil(TASKS_PER_MESSAGE);
+        let (tx, rx) = mpsc::channel(2 * pieces + STREAM_BUFFER);
         self.ask(Command::WatchUpdates(tx)).await?;
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -246,11 +256,15 @@ impl Aggregator {
     fn publish(&mut self) {
         if !self.paused {
             let dropped = self.state.dropped_events();
-            let update = self.map.changes(dropped);
-            self.updates.retain(|sink| offer(sink, update.clone()));
-            for sink in std::mem::take(&mut self.joining) {
-                if offer(&sink, self.map.snapshot(dropped)) {
-                    self.updates.push(sink);
+            let update = split(self.map.changes(dropped));
+            self.updates
+                .retain(|sink| update.iter().all(|piece| offer(sink, piece.clone())));
+            if !self.joining.is_empty() {
+                let snapshot = split(self.map.snapshot(dropped));
+                for sink in std::mem::take(&mut self.joining) {
+                    if snapshot.iter().all(|piece| offer(&sink, piece.clone())) {
+                        self.updates.push(sink);
+                    }
                 }
             }
             let now: prost_types::Timestamp = std::time::SystemTime::now().into();

@@ -88,6 +88,10 @@ fn duration(ns: u64) -> prost_types::Duration {
     }
 }
 
+/// Tasks per message: keeps every message far below the 4 MiB a tonic client accepts by
+/// default (a task with its stats is a few hundred bytes).
+pub(crate) const TASKS_PER_MESSAGE: usize = 1_000;
+
 /// The task map and the metadata registry.
 pub(crate) struct TaskMap {
     tasks: HashMap<u64, TaskEntry>,
@@ -368,11 +372,176 @@ impl TaskMap {
     }
 }
 
+/// Splits `update` into messages of at most [`TASKS_PER_MESSAGE`] tasks' stats each: every
+/// new task travels with its stats (tokio-console drops a new task without them), and the
+/// metadata goes in the first message, before any task that refers to it.
+pub(crate) fn split(mut update: api::instrument::Update) -> Vec<api::instrument::Update> {
+    let Some(tasks) = update.task_update.take() else {
+        return vec![update];
+    };
+    let mut stats = tasks.stats_update;
+    let mut new_tasks = tasks.new_tasks.into_iter().peekable();
+    let mut metadata = update.new_metadata.take();
+    let mut pieces = Vec::new();
+    loop {
+        let mut batch_tasks = Vec::new();
+        let mut batch_stats = HashMap::new();
+        while batch_stats.len() < TASKS_PER_MESSAGE {
+            if let Some(task) = new_tasks.next() {
+                let id = task.id.map_or(0, |i| i.id);
+                if let Some(s) = stats.remove(&id) {
+                    batch_stats.insert(id, s);
+                }
+                batch_tasks.push(task);
+                continue;
+            }
+            let Some(&id) = stats.keys().next() else {
+                break;
+            };
+            if let Some(s) = stats.remove(&id) {
+                batch_stats.insert(id, s);
+            }
+        }
+        pieces.push(api::instrument::Update {
+            now: update.now,
+            task_update: Some(api::tasks::TaskUpdate {
+                new_tasks: batch_tasks,
+                stats_update: batch_stats,
+                dropped_events: tasks.dropped_events,
+            }),
+            resource_update: None,
+            async_op_update: None,
+            new_metadata: metadata.take(),
+        });
+        if new_tasks.peek().is_none() && stats.is_empty() {
+            return pieces;
+        }
+    }
+}
+
 fn location(loc: &'static Location<'static>) -> api::Location {
     api::Location {
         file: Some(loc.file().to_string()),
         module_path: None,
         line: Some(loc.line()),
         column: Some(loc.column()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map_with(n: u64) -> TaskMap {
+        let clock = quanta::Clock::new();
+        let mut map = TaskMap::new(
+            100_000,
+            Duration::from_secs(60),
+            WallClock::new(clock.clone()),
+        );
+        for id in 1..=n {
+            let at = clock.raw();
+            map.apply(
+                Event::Spawn {
+                    id,
+                    at,
+                    location: Location::caller(),
+                },
+                false,
+            );
+            map.apply(
+                Event::Poll {
+                    id,
+                    start: at,
+                    end: clock.raw(),
+                },
+                false,
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn large_updates_are_split_with_each_new_task_beside_its_stats() {
+        let mut map = map_with(2_500);
+        let pieces = split(map.changes(0));
+        assert_eq!(pieces.len(), 3);
+        assert!(pieces[0]
+            .new_metadata
+            .as_ref()
+            .is_some_and(|m| m.metadata.len() == 1));
+        let mut seen = 0;
+        for p in &pieces[1..] {
+            assert!(p.new_metadata.is_none());
+        }
+        for p in &pieces {
+            let t = p.task_update.as_ref().unwrap();
+            assert!(t.stats_update.len() <= TASKS_PER_MESSAGE);
+            for task in &t.new_tasks {
+                assert!(t.stats_update.contains_key(&task.id.unwrap().id));
+            }
+            seen += t.new_tasks.len();
+        }
+        assert_eq!(seen, 2_500);
+        // Nothing changed since: one empty message.
+        assert_eq!(split(map.changes(0)).len(), 1);
+    }
+
+    #[test]
+    fn a_poll_before_its_spawn_is_applied_on_the_retry() {
+        let clock = quanta::Clock::new();
+        let mut map = TaskMap::new(10, Duration::from_secs(60), WallClock::new(clock.clone()));
+        let at = clock.raw();
+        map.apply(
+            Event::Poll {
+                id: 7,
+                start: at,
+                end: at + 1,
+            },
+            false,
+        );
+        map.apply(
+            Event::Spawn {
+                id: 7,
+                at,
+                location: Location::caller(),
+            },
+            false,
+        );
+        for e in map.take_early() {
+            map.apply(e, true);
+        }
+        assert_eq!(map.tasks[&7].polls, 1);
+        assert!(map.take_early().is_empty());
+    }
+
+    #[test]
+    fn completed_tasks_make_room_and_live_ones_beyond_the_cap_are_counted() {
+        let clock = quanta::Clock::new();
+        let mut map = TaskMap::new(2, Duration::from_secs(60), WallClock::new(clock.clone()));
+        let spawn = |map: &mut TaskMap, id| {
+            map.apply(
+                Event::Spawn {
+                    id,
+                    at: clock.raw(),
+                    location: Location::caller(),
+                },
+                false,
+            )
+        };
+        spawn(&mut map, 1);
+        spawn(&mut map, 2);
+        map.apply(
+            Event::Terminate {
+                id: 1,
+                at: clock.raw(),
+            },
+            false,
+        );
+        spawn(&mut map, 3); // evicts 1
+        spawn(&mut map, 4); // 2 and 3 live: not tracked
+        let c = map.counts();
+        assert_eq!((c.tasks, c.tracked, c.evicted, c.untracked), (2, 3, 1, 1));
+        assert!(map.contains(2) && map.contains(3) && !map.contains(4));
     }
 }
