@@ -2,7 +2,8 @@
 //! attached to the agent's console address sees the app's tasks as tokio-console shows them:
 //! spawn location file:line, poll counts that rise between updates, busy time, completed
 //! tasks reported dropped, and a task that blocked its worker for 300 ms with at least that
-//! much busy time. Also: the state stream follows pause and resume, and a task's detail
+//! much busy time; a task blocking right now shows as running (its poll started, not ended)
+//! while it blocks. Also: the state stream follows pause and resume, and a task's detail
 //! stream names the task. Hooked mode only (attach mode has no task hooks).
 #![cfg(all(feature = "console", tokio_unstable))]
 
@@ -45,6 +46,7 @@ fn console_shows_tasks_to_a_real_client() {
     let blocker = rt.spawn(async { std::thread::sleep(BLOCK) });
     rt.block_on(blocker).unwrap();
 
+    let handle = rt.handle().clone();
     let client_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -102,6 +104,28 @@ fn console_shows_tasks_to_a_real_client() {
             view.busy(blocker_id)
         );
         assert_eq!(view.dropped_events, 0, "no event lost at this load");
+
+        // A poll blocking its worker right now shows as running while it blocks.
+        let blocking_now = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = blocking_now.clone();
+        let hang_line = line!() + 1;
+        let hang = handle.spawn(async move {
+            std::thread::sleep(Duration::from_millis(1500));
+            flag.store(false, std::sync::atomic::Ordering::SeqCst);
+        });
+        let running = console::watch_until(&mut stream, &mut view, Duration::from_secs(10), |v| {
+            v.spawned_at(file, hang_line).first().is_some_and(|id| {
+                let p = v.stats[id].poll_stats.as_ref().unwrap();
+                p.last_poll_started.is_some() && p.last_poll_ended.is_none()
+            })
+        })
+        .await;
+        assert!(running, "the blocking task is seen running");
+        assert!(
+            blocking_now.load(std::sync::atomic::Ordering::SeqCst),
+            "seen while it still blocked"
+        );
+        hang.await.unwrap();
 
         // The state stream starts live, follows pause and resume.
         let mut states = client.watch_state(StateRequest {}).await.unwrap().into_inner();

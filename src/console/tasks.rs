@@ -69,11 +69,14 @@ impl WallClock {
     }
 
     fn system(&self, raw: u64) -> SystemTime {
-        if raw >= self.raw {
-            self.system + Duration::from_nanos(self.nanos(self.raw, raw))
+        let moved = if raw >= self.raw {
+            self.system
+                .checked_add(Duration::from_nanos(self.nanos(self.raw, raw)))
         } else {
-            self.system - Duration::from_nanos(self.nanos(raw, self.raw))
-        }
+            self.system
+                .checked_sub(Duration::from_nanos(self.nanos(raw, self.raw)))
+        };
+        moved.unwrap_or(self.system)
     }
 
     fn timestamp(&self, raw: u64) -> prost_types::Timestamp {
