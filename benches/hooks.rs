@@ -10,7 +10,9 @@
 //! terminate hooks on every task, plus the watchdog thread. On stable tokio those hooks do
 //! not exist, so the same rows measure attach mode (thread hooks, watchdog and probe); the
 //! bench says which one it measured. The pollwatch rows: the defaults, `stacks(false)`,
-//! `poll_time_sample_every(1)` (every poll timed, instead of 1 in 16) and `enabled(false)`.
+//! `poll_time_sample_every(1)` (every poll timed, instead of 1 in 16) and `enabled(false)`;
+//! with `--features console` under `tokio_unstable`, also `console_addr` set (the console's
+//! events and clock reads, no client connected).
 //!
 //! Under `--cfg tokio_unstable` two more rows split the cost: tokio with empty
 //! before/after-poll hooks (what tokio's hook dispatch costs by itself), and the same hooks
@@ -88,6 +90,16 @@ fn subjects() -> (Vec<Subject>, Mode) {
     let (_, disabled) = with("pollwatch, enabled(false)", Agent::builder().enabled(false));
     #[cfg_attr(not(tokio_unstable), allow(unused_mut))]
     let mut all = vec![plain_row, full, no_stacks, every_poll, disabled];
+    // The console's share of the hooks (an event per spawn, poll and end, two clock reads
+    // per poll), with no console client connected.
+    #[cfg(all(feature = "console", tokio_unstable))]
+    all.push(
+        with(
+            "pollwatch, console_addr set",
+            Agent::builder().console_addr("127.0.0.1:0".parse().expect("address")),
+        )
+        .1,
+    );
     #[cfg(tokio_unstable)]
     {
         let mut b = tokio_builder();

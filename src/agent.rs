@@ -111,6 +111,24 @@ impl Builder {
         self
     }
 
+    /// Serves tokio-console's protocol at `addr` (suggested: `127.0.0.1:6669`, where
+    /// `tokio-console` looks by default) from the agent's own thread. Needs the cargo feature
+    /// `console` and hooked mode (`--cfg tokio_unstable` and [`Builder::build_runtime`]):
+    /// anything else is an error naming this setting. See the README's tokio-console section.
+    pub fn console_addr(mut self, addr: SocketAddr) -> Self {
+        self.config.console_addr = Some(addr);
+        self
+    }
+
+    setter!(
+        /// Tasks the console keeps, live and recently completed (default 10 000).
+        console_max_tasks: usize
+    );
+    setter!(
+        /// How long the console keeps showing a completed task (default 60 s).
+        console_retention: Duration
+    );
+
     /// Requires `Authorization: Bearer <token>` on the endpoint.
     pub fn http_bearer_token(mut self, token: impl Into<String>) -> Self {
         self.config.http_bearer_token = Some(token.into());
@@ -358,6 +376,8 @@ pub struct Agent {
     server: Option<crate::server::Server>,
     #[cfg(feature = "opentelemetry")]
     otlp: Option<crate::otlp::Pusher>,
+    #[cfg(all(feature = "console", tokio_unstable))]
+    console: Option<crate::console::Console>,
 }
 
 impl Agent {
@@ -375,6 +395,8 @@ impl Agent {
             server: None,
             #[cfg(feature = "opentelemetry")]
             otlp: None,
+            #[cfg(all(feature = "console", tokio_unstable))]
+            console: None,
         }
     }
 
@@ -391,6 +413,7 @@ impl Agent {
         // The start of every cumulative OTLP series.
         #[cfg(feature = "opentelemetry")]
         let started_at = std::time::SystemTime::now();
+        check_console(&shared)?;
         // Bound first: a port in use fails start-up before any thread runs.
         #[cfg(feature = "http")]
         let server = match shared.config.http_addr {
@@ -420,6 +443,11 @@ impl Agent {
                 "pollwatch was built without its `opentelemetry` feature: enable it to push over OTLP",
             ));
         }
+        #[cfg(all(feature = "console", tokio_unstable))]
+        let console = match shared.config.console_addr {
+            Some(addr) => Some(crate::console::Console::start(addr, shared.clone())?),
+            None => None,
+        };
         let watchdog = Watchdog::start(shared.clone(), handle.clone())?;
         // Last: if it cannot start, the threads above stop as this function returns.
         #[cfg(feature = "opentelemetry")]
@@ -442,7 +470,22 @@ impl Agent {
             server,
             #[cfg(feature = "opentelemetry")]
             otlp,
+            #[cfg(all(feature = "console", tokio_unstable))]
+            console,
         })
+    }
+
+    /// The address the tokio-console server listens on (with the real port when
+    /// `console_addr` asked for port 0), or `None` when it is not serving.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        #[cfg(all(feature = "console", tokio_unstable))]
+        {
+            self.console.as_ref().map(crate::console::Console::addr)
+        }
+        #[cfg(not(all(feature = "console", tokio_unstable)))]
+        {
+            None
+        }
     }
 
     /// The address the HTTP endpoint listens on (with the real port when `http_addr` asked
@@ -500,6 +543,10 @@ impl Agent {
         if let Some(mut s) = self.server.take() {
             s.stop();
         }
+        #[cfg(all(feature = "console", tokio_unstable))]
+        if let Some(mut c) = self.console.take() {
+            c.stop();
+        }
         if let Some(mut w) = self.watchdog.take() {
             w.stop();
         }
@@ -512,6 +559,28 @@ impl Agent {
     pub(crate) fn runtime_handle(&self) -> Option<&tokio::runtime::Handle> {
         self.handle.as_ref()
     }
+}
+
+/// `console_addr` works only where pollwatch sees tasks: its `console` feature, hooked mode.
+fn check_console(shared: &Shared) -> Result<(), Error> {
+    let Some(addr) = shared.config.console_addr else {
+        return Ok(());
+    };
+    if !cfg!(feature = "console") {
+        return Err(Error::invalid(
+            "console_addr",
+            addr,
+            "pollwatch was built without its `console` feature: enable it (features = [\"console\"]), or unset console_addr / POLLWATCH_CONSOLE_ADDR",
+        ));
+    }
+    if shared.mode != Mode::Hooked {
+        return Err(Error::invalid(
+            "console_addr",
+            addr,
+            "tokio-console shows tasks, and pollwatch sees tasks only through tokio's task hooks, which attach mode does not have: build with RUSTFLAGS=\"--cfg tokio_unstable\" and create the runtime with build_runtime() (hooked mode), or unset console_addr / POLLWATCH_CONSOLE_ADDR",
+        ));
+    }
+    Ok(())
 }
 
 impl Drop for Agent {

@@ -31,6 +31,13 @@ pub const DEFAULT_OTLP_INTERVAL: Duration = Duration::from_secs(15);
 pub const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The collector address the docs suggest for [`Config::otlp_endpoint`] (OTLP/gRPC's port).
 pub const SUGGESTED_OTLP_ENDPOINT: &str = "http://127.0.0.1:4317";
+/// The address the docs suggest for [`Config::console_addr`]: where `tokio-console`
+/// connects when given no address.
+pub const SUGGESTED_CONSOLE_ADDR: &str = "127.0.0.1:6669";
+/// Default for [`Config::console_max_tasks`].
+pub const DEFAULT_CONSOLE_MAX_TASKS: usize = 10_000;
+/// Default for [`Config::console_retention`].
+pub const DEFAULT_CONSOLE_RETENTION: Duration = Duration::from_secs(60);
 
 /// Everything an [`Agent`](crate::Agent) can be told. Build it with
 /// [`Agent::builder`](crate::Agent::builder); every field has a documented default.
@@ -91,6 +98,15 @@ pub struct Config {
     /// More OpenTelemetry resource attributes (`deployment.environment.name`, …), as
     /// `(key, value)`; later entries win.
     pub otlp_resource_attributes: Vec<(String, String)>,
+    /// Serve tokio-console's gRPC protocol here (cargo feature `console`, hooked mode only);
+    /// off unless set. Bind loopback, e.g. [`SUGGESTED_CONSOLE_ADDR`].
+    pub console_addr: Option<SocketAddr>,
+    /// Tasks the console keeps (live, and completed within `console_retention`); beyond it a
+    /// new task first frees the oldest completed one, else it is not shown (both counted).
+    /// Default 10 000.
+    pub console_max_tasks: usize,
+    /// How long the console keeps showing a completed task. Default 60 s.
+    pub console_retention: Duration,
 }
 
 impl Default for Config {
@@ -116,6 +132,9 @@ impl Default for Config {
             otlp_timeout: DEFAULT_OTLP_TIMEOUT,
             otlp_service_name: None,
             otlp_resource_attributes: Vec::new(),
+            console_addr: None,
+            console_max_tasks: DEFAULT_CONSOLE_MAX_TASKS,
+            console_retention: DEFAULT_CONSOLE_RETENTION,
         }
     }
 }
@@ -177,6 +196,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "OTEL_RESOURCE_ATTRIBUTES",
         "(feature opentelemetry) more resource attributes, key1=value1,key2=value2",
     ),
+    (
+        "POLLWATCH_CONSOLE_ADDR",
+        "serve tokio-console at this address (feature `console`, hooked mode)",
+    ),
 ];
 
 impl Config {
@@ -217,6 +240,16 @@ impl Config {
                 )
             })?;
             self.http_addr = Some(addr);
+        }
+        if let Some(v) = get("POLLWATCH_CONSOLE_ADDR") {
+            let addr = v.trim().parse().map_err(|_| {
+                Error::invalid(
+                    "POLLWATCH_CONSOLE_ADDR",
+                    &v,
+                    format!("expected ip:port, e.g. {SUGGESTED_CONSOLE_ADDR}"),
+                )
+            })?;
+            self.console_addr = Some(addr);
         }
         if let Some(v) = get("POLLWATCH_HTTP_TOKEN") {
             self.http_bearer_token = Some(v);
@@ -360,6 +393,13 @@ impl Config {
                 ));
             }
         }
+        if self.console_max_tasks == 0 || self.console_max_tasks > 100_000 {
+            return Err(Error::invalid(
+                "console_max_tasks",
+                self.console_max_tasks,
+                "must be between 1 and 100000",
+            ));
+        }
         if let Some(token) = &self.http_bearer_token {
             if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(Error::invalid(
@@ -501,8 +541,10 @@ mod tests {
             ("POLLWATCH_HTTP_ADDR", "127.0.0.1:9464"),
             ("POLLWATCH_STACKS", "off"),
             ("POLLWATCH_DISABLED", "0"),
+            ("POLLWATCH_CONSOLE_ADDR", "127.0.0.1:6669"),
         ]))
         .unwrap();
+        assert_eq!(c.console_addr, Some("127.0.0.1:6669".parse().unwrap()));
         assert_eq!(c.stall_threshold, Duration::from_millis(250));
         assert_eq!(c.http_addr, Some("127.0.0.1:9464".parse().unwrap()));
         assert!(!c.stacks);
@@ -518,6 +560,7 @@ mod tests {
             ("POLLWATCH_STACKS", "maybe"),
             ("POLLWATCH_DISABLED", "2"),
             ("POLLWATCH_SIGNAL", "SIGFOO"),
+            ("POLLWATCH_CONSOLE_ADDR", "localhost:6669"),
         ] {
             let err = Config::default()
                 .apply_vars(env(&[(var, val)]))

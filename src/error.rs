@@ -21,8 +21,11 @@ pub enum Error {
         /// Why it was rejected and what would be accepted.
         reason: String,
     },
-    /// The HTTP endpoint could not bind its address (most often: the port is in use).
+    /// The HTTP endpoint or the tokio-console server could not bind its address (most often:
+    /// the port is in use).
     Bind {
+        /// The setting that asked for the address: `http_addr` or `console_addr`.
+        setting: &'static str,
         /// The address that could not be bound.
         addr: SocketAddr,
         /// The operating system's error.
@@ -71,9 +74,14 @@ impl fmt::Display for Error {
                 value,
                 reason,
             } => write!(f, "invalid pollwatch setting {field}={value:?}: {reason}"),
-            Error::Bind { addr, source } => write!(
+            Error::Bind {
+                setting,
+                addr,
+                source,
+            } => write!(
                 f,
-                "pollwatch could not listen on {addr}: {source} (is another process using that port? choose another http_addr or POLLWATCH_HTTP_ADDR)"
+                "pollwatch could not listen on {addr} ({setting}): {source} (is another process using that port? choose another {setting} or POLLWATCH_{})",
+                setting.to_ascii_uppercase()
             ),
             Error::Signal { signal, source } => write!(
                 f,

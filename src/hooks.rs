@@ -160,6 +160,11 @@ fn install_task_hooks(
     let every = shared.config.poll_time_sample_every;
     builder.on_before_task_poll(move |meta| {
         if let Some(slot) = s.slots.current() {
+            // Before `begin_poll`: whoever sees this poll's odd generation sees its start.
+            #[cfg(all(feature = "console", tokio_unstable))]
+            if let Some(c) = &s.console {
+                c.feed.poll_started(slot.index(), s.clock.raw());
+            }
             let callsite = s.callsites.index_of(meta.spawned_at());
             let start = if slot.timing_turn(every) {
                 s.clock.raw().max(1)
@@ -185,6 +190,11 @@ fn install_task_hooks(
             } else {
                 slot.end_poll(0, None, 1);
             }
+            #[cfg(all(feature = "console", tokio_unstable))]
+            if let Some(c) = &s.console {
+                c.feed
+                    .poll_ended(slot.index(), task_id(meta.id()), s.clock.raw());
+            }
         }
         if let Some(f) = &f {
             f(meta);
@@ -195,6 +205,16 @@ fn install_task_hooks(
     builder.on_task_spawn(move |meta| {
         s.callsites
             .task_spawned(s.callsites.index_of(meta.spawned_at()));
+        #[cfg(all(feature = "console", tokio_unstable))]
+        if let Some(c) = &s.console {
+            let event = crate::console::events::Event::Spawn {
+                id: task_id(meta.id()),
+                at: s.clock.raw(),
+                location: meta.spawned_at(),
+            };
+            c.feed
+                .push(s.slots.current_if_claimed().map(|sl| sl.index()), event);
+        }
         if let Some(f) = &f {
             f(meta);
         }
@@ -204,6 +224,15 @@ fn install_task_hooks(
     builder.on_task_terminate(move |meta| {
         s.callsites
             .task_terminated(s.callsites.index_of(meta.spawned_at()));
+        #[cfg(all(feature = "console", tokio_unstable))]
+        if let Some(c) = &s.console {
+            let event = crate::console::events::Event::Terminate {
+                id: task_id(meta.id()),
+                at: s.clock.raw(),
+            };
+            c.feed
+                .push(s.slots.current_if_claimed().map(|sl| sl.index()), event);
+        }
         if let Some(f) = &f {
             f(meta);
         }

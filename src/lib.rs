@@ -6,6 +6,8 @@ mod agent;
 mod attach;
 pub mod capture;
 pub mod config;
+#[cfg(all(feature = "console", tokio_unstable))]
+mod console;
 mod error;
 mod export;
 mod hooks;

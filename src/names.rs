@@ -59,6 +59,9 @@ pub enum Availability {
     TokioUnstable,
     /// Fed by pollwatch's poll and spawn hooks: hooked mode only.
     Hooked,
+    /// About pollwatch's tokio-console server: its `console` feature, hooked mode (series
+    /// appear once `console_addr` is set).
+    Console,
 }
 
 impl Availability {
@@ -71,6 +74,9 @@ impl Availability {
             (Availability::Running, _) => true,
             (Availability::TokioUnstable, _) => cfg!(tokio_unstable),
             (Availability::Hooked, m) => m == Mode::Hooked,
+            (Availability::Console, m) => {
+                cfg!(all(feature = "console", tokio_unstable)) && m == Mode::Hooked
+            }
         }
     }
 }
@@ -395,8 +401,52 @@ pub static OTLP_EXPORTS: MetricDef = MetricDef {
     availability: Availability::Running,
 };
 
+/// `pollwatch_console_events_dropped_total`.
+pub static CONSOLE_EVENTS_DROPPED: MetricDef = MetricDef {
+    prometheus: "pollwatch_console_events_dropped_total",
+    otel: "pollwatch.console.events.dropped",
+    kind: MetricType::Counter,
+    unit: "{event}",
+    labels: &["kind"],
+    help: "Task events (spawn, poll, terminate) the hooks dropped because the console's queue was full; tokio-console then misses that much.",
+    availability: Availability::Console,
+};
+
+/// `pollwatch_console_tasks`.
+pub static CONSOLE_TASKS: MetricDef = MetricDef {
+    prometheus: "pollwatch_console_tasks",
+    otel: "pollwatch.console.tasks",
+    kind: MetricType::Gauge,
+    unit: "{task}",
+    labels: &[],
+    help: "Tasks the tokio-console server holds now (live, and completed within console_retention); at most console_max_tasks.",
+    availability: Availability::Console,
+};
+
+/// `pollwatch_console_spawns_total`.
+pub static CONSOLE_SPAWNS: MetricDef = MetricDef {
+    prometheus: "pollwatch_console_spawns_total",
+    otel: "pollwatch.console.spawns",
+    kind: MetricType::Counter,
+    unit: "{task}",
+    labels: &["result"],
+    help: "Spawns the tokio-console server received, by result: tracked, or untracked because console_max_tasks live tasks were already held.",
+    availability: Availability::Console,
+};
+
+/// `pollwatch_console_tasks_evicted_total`.
+pub static CONSOLE_TASKS_EVICTED: MetricDef = MetricDef {
+    prometheus: "pollwatch_console_tasks_evicted_total",
+    otel: "pollwatch.console.tasks.evicted",
+    kind: MetricType::Counter,
+    unit: "{task}",
+    labels: &[],
+    help: "Completed tasks the tokio-console server freed before console_retention ended, to make room for new tasks.",
+    availability: Availability::Console,
+};
+
 /// Every metric, in the order exported.
-pub static METRICS: [&MetricDef; 25] = [
+pub static METRICS: [&MetricDef; 29] = [
     &WORKERS,
     &TASKS_ALIVE,
     &GLOBAL_QUEUE_DEPTH,
@@ -422,6 +472,10 @@ pub static METRICS: [&MetricDef; 25] = [
     &STACK_CAPTURES,
     &STALL_REPORTS_DROPPED,
     &OTLP_EXPORTS,
+    &CONSOLE_EVENTS_DROPPED,
+    &CONSOLE_TASKS,
+    &CONSOLE_SPAWNS,
+    &CONSOLE_TASKS_EVICTED,
 ];
 
 /// The entry for a Prometheus family name, if pollwatch exports one by that name.
@@ -509,5 +563,10 @@ mod tests {
         assert!(!TASK_POLL_DURATION.applies(Mode::Attach));
         assert!(TASK_POLL_DURATION.applies(Mode::Hooked));
         assert_eq!(TASK_SPAWNED.applies(Mode::Attach), cfg!(tokio_unstable));
+        assert!(!CONSOLE_TASKS.applies(Mode::Attach));
+        assert_eq!(
+            CONSOLE_TASKS.applies(Mode::Hooked),
+            cfg!(all(feature = "console", tokio_unstable))
+        );
     }
 }

@@ -235,6 +235,9 @@ impl Reader<'_> {
         if let Some(samples) = self.own(def) {
             return Some(samples);
         }
+        if let Some(samples) = self.console(def) {
+            return Some(samples);
+        }
         if is(&CALLSITE_POLLS) {
             return Some(self.callsites(|t| Value::Int(t.polls)));
         }
@@ -336,6 +339,44 @@ impl Reader<'_> {
             ]);
         }
         one(Value::Int(s.stalls.dropped()))
+    }
+
+    /// The tokio-console server's own counters; no series while it is not running.
+    fn console(&mut self, def: &'static MetricDef) -> Option<Vec<Sample>> {
+        use names::*;
+        let is = |d: &'static MetricDef| std::ptr::eq(def, d);
+        let known = [
+            &CONSOLE_EVENTS_DROPPED,
+            &CONSOLE_TASKS,
+            &CONSOLE_SPAWNS,
+            &CONSOLE_TASKS_EVICTED,
+        ];
+        if !known.iter().any(|d| is(d)) {
+            return None;
+        }
+        #[cfg(all(feature = "console", tokio_unstable))]
+        if let Some(c) = self.shared.and_then(|s| s.console.as_deref()) {
+            use crate::console::events::EventKind;
+            use std::sync::atomic::Ordering::Relaxed;
+            let int = |a: &std::sync::atomic::AtomicU64| Value::Int(a.load(Relaxed));
+            let samples = if is(&CONSOLE_EVENTS_DROPPED) {
+                EventKind::ALL
+                    .iter()
+                    .map(|&k| Sample::new(vec![k.as_str().into()], Value::Int(c.feed.dropped(k))))
+                    .collect()
+            } else if is(&CONSOLE_TASKS) {
+                vec![Sample::unlabeled(int(&c.map.tasks))]
+            } else if is(&CONSOLE_SPAWNS) {
+                vec![
+                    Sample::new(vec!["tracked".into()], int(&c.map.tracked)),
+                    Sample::new(vec!["untracked".into()], int(&c.map.untracked)),
+                ]
+            } else {
+                vec![Sample::unlabeled(int(&c.map.evicted))]
+            };
+            return Some(samples);
+        }
+        Some(Vec::new())
     }
 
     /// tokio's `tokio_unstable` set.

@@ -64,7 +64,11 @@ impl Server {
         token: Option<String>,
         source: Source,
     ) -> Result<Server, Error> {
-        let bind_err = |source| Error::Bind { addr, source };
+        let bind_err = |source| Error::Bind {
+            setting: "http_addr",
+            addr,
+            source,
+        };
         let listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
         listener.set_nonblocking(true).map_err(bind_err)?;
         let local = listener.local_addr().map_err(bind_err)?;
@@ -99,7 +103,11 @@ impl Server {
                     });
                 }
                 Err(source) => {
-                    let _ = ready_tx.send(Err(Error::Bind { addr, source }));
+                    let _ = ready_tx.send(Err(Error::Bind {
+                        setting: "http_addr",
+                        addr,
+                        source,
+                    }));
                 }
             }
             // Dropping the runtime drops every connection task.

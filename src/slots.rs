@@ -59,6 +59,8 @@ pub(crate) struct PollView {
 
 #[repr(align(128))]
 pub(crate) struct PollSlot {
+    /// Position in its table (fixed): the index of per-thread state kept elsewhere.
+    index: usize,
     /// 0 when free, else the claim number (changes on every reuse).
     owner: AtomicU64,
     /// The owning thread's `ThreadId`, hashed, for finding a thread's slot again.
@@ -83,8 +85,9 @@ pub(crate) struct PollSlot {
 }
 
 impl PollSlot {
-    fn new(callsites: usize) -> Self {
+    fn new(index: usize, callsites: usize) -> Self {
         PollSlot {
+            index,
             owner: AtomicU64::new(0),
             thread_key: AtomicU64::new(0),
             info: Mutex::new(None),
@@ -189,6 +192,13 @@ impl PollSlot {
     #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     pub(crate) fn poll_start(&self) -> u64 {
         self.poll_start.load(Relaxed)
+    }
+
+    /// This slot's position in its table.
+    #[inline]
+    #[cfg_attr(not(all(tokio_unstable, feature = "console")), allow(dead_code))]
+    pub(crate) fn index(&self) -> usize {
+        self.index
     }
 
     /// The watchdog opens or closes a stall episode on this slot.
@@ -311,7 +321,9 @@ impl SlotTable {
         let table = reused.unwrap_or_else(|| {
             Box::leak(Box::new(SlotTable {
                 agent_id: AtomicU64::new(0),
-                slots: (0..max_threads).map(|_| PollSlot::new(callsites)).collect(),
+                slots: (0..max_threads)
+                    .map(|i| PollSlot::new(i, callsites))
+                    .collect(),
                 claims: AtomicU64::new(0),
                 untracked_polls: AtomicU64::new(0),
             }))
@@ -347,6 +359,19 @@ impl SlotTable {
             return Some(unsafe { &*ptr });
         }
         self.register_current()
+    }
+
+    /// The calling thread's slot if it already has one, without claiming one: for hooks
+    /// that also run on threads that never poll (e.g. `Runtime::spawn` from `main`).
+    #[inline]
+    #[cfg_attr(not(all(tokio_unstable, feature = "console")), allow(dead_code))]
+    pub(crate) fn current_if_claimed(&self) -> Option<&PollSlot> {
+        let (agent, ptr) = CURRENT.with(Cell::get);
+        if agent == self.agent_id.load(Relaxed) && !ptr.is_null() {
+            // SAFETY: as in `current`.
+            return Some(unsafe { &*ptr });
+        }
+        None
     }
 
     #[cold]

@@ -81,12 +81,19 @@ pub(crate) struct Shared {
     pub(crate) probe_delay: HistogramShard,
     /// Attach mode: the runtime's threads, as registered by themselves.
     pub(crate) threads: crate::attach::Threads,
+    /// The tokio-console feed, when `console_addr` is set in hooked mode; `None` keeps the
+    /// hooks to one untaken branch.
+    #[cfg(all(feature = "console", tokio_unstable))]
+    pub(crate) console: Option<std::sync::Arc<crate::console::ConsoleState>>,
 }
 
 impl Shared {
     pub(crate) fn new(config: Config, mode: Mode) -> Self {
         let callsites = CallsiteTable::new(config.max_callsites);
         let slots = SlotTable::acquire(MAX_THREADS, callsites.slots());
+        #[cfg(all(feature = "console", tokio_unstable))]
+        let console = (config.console_addr.is_some() && mode == Mode::Hooked)
+            .then(|| std::sync::Arc::new(crate::console::ConsoleState::new(MAX_THREADS)));
         Shared {
             stalls: StallLog::new(config.max_reports, config.max_callsites + 1),
             config,
@@ -98,6 +105,8 @@ impl Shared {
             counters: SelfCounters::default(),
             probe_delay: HistogramShard::new(),
             threads: crate::attach::Threads::default(),
+            #[cfg(all(feature = "console", tokio_unstable))]
+            console,
         }
     }
 

@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+pub mod console;
 pub mod dashboards;
-pub mod prometheus;
 #[cfg(feature = "opentelemetry")]
 pub mod otlp;
+pub mod prometheus;
 pub mod scrape;
 
 use pollwatch::{Agent, StallReport};

@@ -1,0 +1,185 @@
+//! tokio-console attach: pollwatch serves the console's gRPC protocol (`console-api` 0.9,
+//! service `rs.tokio.console.instrument.Instrument`) itself, from the task events its poll
+//! hooks already see, without `console-subscriber` and without a `tracing` subscriber.
+//!
+//! Data path: the hooks push fixed-size events into preallocated per-worker queues
+//! ([`events`]); the `pollwatch-console` OS thread, on its own small runtime like the HTTP
+//! endpoint, drains them every [`DRAIN_INTERVAL`] into a bounded task map ([`tasks`]) and
+//! streams an update to each connected console every [`PUBLISH_INTERVAL`]. Hooked mode only:
+//! attach mode has no task hooks, so it has no tasks to show.
+
+pub(crate) mod events;
+mod service;
+pub(crate) mod tasks;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::state::Shared;
+use crate::Error;
+
+/// How often the console thread empties the hooks' queues.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+/// How often connected consoles get an update (console-subscriber's default too).
+pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+/// Consoles (update streams) served at once; more are refused with `RESOURCE_EXHAUSTED`.
+pub const MAX_CLIENTS: usize = 16;
+
+/// What the console thread publishes about itself for `/metrics`.
+#[derive(Default)]
+pub(crate) struct MapStats {
+    pub(crate) tasks: AtomicU64,
+    pub(crate) tracked: AtomicU64,
+    pub(crate) untracked: AtomicU64,
+    pub(crate) evicted: AtomicU64,
+}
+
+impl MapStats {
+    fn store(&self, c: tasks::MapCounts) {
+        self.tasks.store(c.tasks, Relaxed);
+        self.tracked.store(c.tracked, Relaxed);
+        self.untracked.store(c.untracked, Relaxed);
+        self.evicted.store(c.evicted, Relaxed);
+    }
+}
+
+/// The console's state shared with the hooks (the event feed) and the exporters (counts).
+pub(crate) struct ConsoleState {
+    pub(crate) feed: events::Feed,
+    pub(crate) map: MapStats,
+}
+
+impl ConsoleState {
+    pub(crate) fn new(max_threads: usize) -> Self {
+        ConsoleState {
+            feed: events::Feed::new(max_threads),
+            map: MapStats::default(),
+        }
+    }
+
+    /// Every event dropped so far, whatever its kind (the protocol's `dropped_events`).
+    fn dropped_events(&self) -> u64 {
+        events::EventKind::ALL
+            .iter()
+            .map(|&k| self.feed.dropped(k))
+            .sum()
+    }
+}
+
+/// The running console server; stopping it (or dropping it) ends its thread and every
+/// client's stream.
+pub(crate) struct Console {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Console {
+    /// Binds `addr` now (a port in use is an error of the start-up call) and serves from the
+    /// `pollwatch-console` thread.
+    pub(crate) fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<Console, Error> {
+        let bind_err = |source| Error::Bind {
+            setting: "console_addr",
+            addr,
+            source,
+        };
+        let Some(state) = shared.console.clone() else {
+            return Err(Error::invalid(
+                "console_addr",
+                addr,
+                "the console needs hooked mode (internal: no event feed)",
+            ));
+        };
+        let listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let local = listener.local_addr().map_err(bind_err)?;
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let thread = crate::os_thread::spawn_named("pollwatch-console", move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build();
+            let rt = match rt {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(Error::Runtime(e)));
+                    return;
+                }
+            };
+            let listener = {
+                let _guard = rt.enter();
+                tokio::net::TcpListener::from_std(listener)
+            };
+            let listener = match listener {
+                Ok(l) => l,
+                Err(source) => {
+                    let _ = ready_tx.send(Err(Error::Bind {
+                        setting: "console_addr",
+                        addr,
+                        source,
+                    }));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            rt.block_on(async move {
+                let max_tasks = shared.config.console_max_tasks;
+                let (commands, aggregator) = service::Aggregator::new(shared, state);
+                tokio::spawn(aggregator.run());
+                tokio::select! {
+                    () = service::serve(listener, commands, max_tasks) => {}
+                    // Sent by `stop`, or the `Console` was dropped.
+                    _ = stop_rx => {}
+                }
+            });
+            // Dropping the runtime drops the aggregator and every client's connection:
+            // long-lived streams would keep a graceful shutdown waiting forever.
+        })?;
+        let mut console = Console {
+            addr: local,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(console),
+            Ok(Err(e)) => {
+                console.stop();
+                Err(e)
+            }
+            Err(_) => {
+                console.stop();
+                Err(Error::Thread {
+                    name: "pollwatch-console",
+                    source: std::io::Error::other("the thread ended during start-up"),
+                })
+            }
+        }
+    }
+
+    /// The bound address (the real port when asked for port 0).
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving, drops every client and waits for the thread. Idempotent.
+    pub(crate) fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
