@@ -9,8 +9,10 @@
 //! Under `--cfg tokio_unstable` the pollwatch runtimes are hooked mode: poll, spawn and
 //! terminate hooks on every task, plus the watchdog thread. On stable tokio those hooks do
 //! not exist, so the same rows measure attach mode (thread hooks, watchdog and probe); the
-//! bench says which one it measured. The pollwatch rows: the defaults, `stacks(false)`,
-//! `poll_time_sample_every(1)` (every poll timed, instead of 1 in 16) and `enabled(false)`.
+//! bench says which one it measured. The pollwatch rows: the defaults, detection alone
+//! (`poll_time_sample_every(0)` and `callsite_stats(false)`: no poll timing, no per-callsite
+//! statistics, DESIGN §6's ≤ 5 ns bar), `stacks(false)`, `poll_time_sample_every(1)` (every
+//! poll timed, instead of 1 in 16) and `enabled(false)`.
 //!
 //! Under `--cfg tokio_unstable` two more rows split the cost: tokio with empty
 //! before/after-poll hooks (what tokio's hook dispatch costs by itself), and the same hooks
@@ -80,6 +82,12 @@ fn subjects() -> (Vec<Subject>, Mode) {
         )
     };
     let (mode, full) = with("pollwatch (defaults)", Agent::builder());
+    let (_, detection_alone) = with(
+        "pollwatch, detection alone",
+        Agent::builder()
+            .poll_time_sample_every(0)
+            .callsite_stats(false),
+    );
     let (_, no_stacks) = with("pollwatch, stacks(false)", Agent::builder().stacks(false));
     let (_, every_poll) = with(
         "pollwatch, poll_time_sample_every(1)",
@@ -87,7 +95,14 @@ fn subjects() -> (Vec<Subject>, Mode) {
     );
     let (_, disabled) = with("pollwatch, enabled(false)", Agent::builder().enabled(false));
     #[cfg_attr(not(tokio_unstable), allow(unused_mut))]
-    let mut all = vec![plain_row, full, no_stacks, every_poll, disabled];
+    let mut all = vec![
+        plain_row,
+        full,
+        detection_alone,
+        no_stacks,
+        every_poll,
+        disabled,
+    ];
     #[cfg(tokio_unstable)]
     {
         let mut b = tokio_builder();
