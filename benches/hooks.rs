@@ -27,7 +27,8 @@
 //!    process CPU time per poll (all threads; robust to other load on the machine).
 //!
 //! `POLLWATCH_BENCH_PROFILE=<seconds>` skips all that and runs only the workload on the
-//! default pollwatch runtime for that long, for a profiler:
+//! default pollwatch runtime (or the row whose name contains `POLLWATCH_BENCH_PROFILE_ROW`)
+//! for that long, for a profiler:
 //! `perf record -e cpu-clock -g <bench binary> --bench` (the binary is the
 //! `Executable` line of `cargo bench --bench hooks --no-run`).
 
@@ -177,13 +178,18 @@ fn main() {
     let (subjects, mode) = subjects();
     if let Ok(secs) = std::env::var("POLLWATCH_BENCH_PROFILE") {
         let secs: u64 = secs.parse().expect("POLLWATCH_BENCH_PROFILE=<seconds>");
+        // `POLLWATCH_BENCH_PROFILE_ROW=<part of a row name>` picks another row.
+        let row = std::env::var("POLLWATCH_BENCH_PROFILE_ROW")
+            .ok()
+            .and_then(|part| subjects.iter().position(|s| s.name.contains(&part)))
+            .unwrap_or(1);
         let start = Instant::now();
         let mut runs = 0u64;
         while start.elapsed() < Duration::from_secs(secs) {
-            workload(&subjects[1].runtime);
+            workload(&subjects[row].runtime);
             runs += 1;
         }
-        println!("profiled {}: {runs} runs", subjects[1].name);
+        println!("profiled {}: {runs} runs", subjects[row].name);
         return;
     }
     match mode {

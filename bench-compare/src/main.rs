@@ -89,7 +89,9 @@ fn parse_args() -> Result<Args, BoxError> {
 }
 
 async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::new(Bytes::from_static(b"Hello, World!\n"))))
+    Ok(Response::new(Full::new(Bytes::from_static(
+        b"Hello, World!\n",
+    ))))
 }
 
 /// Accepts connections until `max` has passed; each connection is served by its own task,
