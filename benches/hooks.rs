@@ -9,8 +9,10 @@
 //! Under `--cfg tokio_unstable` the pollwatch runtimes are hooked mode: poll, spawn and
 //! terminate hooks on every task, plus the watchdog thread. On stable tokio those hooks do
 //! not exist, so the same rows measure attach mode (thread hooks, watchdog and probe); the
-//! bench says which one it measured. The pollwatch rows: the defaults, `stacks(false)`,
-//! `poll_time_sample_every(1)` (every poll timed, instead of 1 in 16) and `enabled(false)`;
+//! bench says which one it measured. The pollwatch rows: the defaults, detection alone
+//! (`poll_time_sample_every(0)` and `callsite_stats(false)`: no poll timing, no per-callsite
+//! statistics, DESIGN §6's ≤ 5 ns bar), `stacks(false)`, `poll_time_sample_every(1)` (every
+//! poll timed, instead of 1 in 16) and `enabled(false)`;
 //! with `--features console` under `tokio_unstable`, also `console_addr` set (the console's
 //! events and clock reads, no client connected).
 //!
@@ -27,7 +29,8 @@
 //!    process CPU time per poll (all threads; robust to other load on the machine).
 //!
 //! `POLLWATCH_BENCH_PROFILE=<seconds>` skips all that and runs only the workload on the
-//! default pollwatch runtime for that long, for a profiler:
+//! default pollwatch runtime (or the row whose name contains `POLLWATCH_BENCH_PROFILE_ROW`)
+//! for that long, for a profiler:
 //! `perf record -e cpu-clock -g <bench binary> --bench` (the binary is the
 //! `Executable` line of `cargo bench --bench hooks --no-run`).
 
@@ -82,6 +85,12 @@ fn subjects() -> (Vec<Subject>, Mode) {
         )
     };
     let (mode, full) = with("pollwatch (defaults)", Agent::builder());
+    let (_, detection_alone) = with(
+        "pollwatch, detection alone",
+        Agent::builder()
+            .poll_time_sample_every(0)
+            .callsite_stats(false),
+    );
     let (_, no_stacks) = with("pollwatch, stacks(false)", Agent::builder().stacks(false));
     let (_, every_poll) = with(
         "pollwatch, poll_time_sample_every(1)",
@@ -89,7 +98,14 @@ fn subjects() -> (Vec<Subject>, Mode) {
     );
     let (_, disabled) = with("pollwatch, enabled(false)", Agent::builder().enabled(false));
     #[cfg_attr(not(tokio_unstable), allow(unused_mut))]
-    let mut all = vec![plain_row, full, no_stacks, every_poll, disabled];
+    let mut all = vec![
+        plain_row,
+        full,
+        detection_alone,
+        no_stacks,
+        every_poll,
+        disabled,
+    ];
     // The console's share of the hooks (an event per spawn, poll and end, two clock reads
     // per poll), with no console client connected.
     #[cfg(all(feature = "console", tokio_unstable))]
@@ -174,13 +190,18 @@ fn main() {
     let (subjects, mode) = subjects();
     if let Ok(secs) = std::env::var("POLLWATCH_BENCH_PROFILE") {
         let secs: u64 = secs.parse().expect("POLLWATCH_BENCH_PROFILE=<seconds>");
+        // `POLLWATCH_BENCH_PROFILE_ROW=<part of a row name>` picks another row.
+        let row = std::env::var("POLLWATCH_BENCH_PROFILE_ROW")
+            .ok()
+            .and_then(|part| subjects.iter().position(|s| s.name.contains(&part)))
+            .unwrap_or(1);
         let start = Instant::now();
         let mut runs = 0u64;
         while start.elapsed() < Duration::from_secs(secs) {
-            workload(&subjects[1].runtime);
+            workload(&subjects[row].runtime);
             runs += 1;
         }
-        println!("profiled {}: {runs} runs", subjects[1].name);
+        println!("profiled {}: {runs} runs", subjects[row].name);
         return;
     }
     match mode {

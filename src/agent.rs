@@ -73,8 +73,15 @@ impl Builder {
     );
     setter!(
         /// Time one poll in this many per worker for the poll-time histogram (default 16;
-        /// 1 times every poll). Stall detection is exact either way.
+        /// 1 times every poll, 0 none: no poll-time histogram). Stall detection needs no
+        /// timing either way.
         poll_time_sample_every: u32
+    );
+    setter!(
+        /// Hooked mode: per-spawn-location polls, poll time and task counts (default on).
+        /// Off saves the hooks a hash per poll; with `poll_time_sample_every(0)` the hooks
+        /// do stall detection alone (see [`Config::callsite_stats`]).
+        callsite_stats: bool
     );
     setter!(
         /// Parse debug info at start so the first stack is ready at once (default off).

@@ -58,8 +58,15 @@ pub struct Config {
     /// Time one poll in this many on each worker for the poll-time histogram and the
     /// per-callsite poll time (each timed poll counts with this weight). Reading a clock
     /// costs about 20 ns per read on the machines we measured, twice per timed poll; stall
-    /// detection needs no clock at all. 1 times every poll. Default 16.
+    /// detection needs no clock at all. 1 times every poll; 0 times none (no poll-time
+    /// histogram or per-callsite poll time is exported then). Default 16.
     pub poll_time_sample_every: u32,
+    /// Hooked mode: count polls, poll time, spawned and alive tasks per spawn location (the
+    /// `tokio_callsite_*` families). Off, the hooks skip the spawn-location lookup (a hash
+    /// per poll, spawn and exit) and those families are not exported; stall reports still
+    /// name the spawn location. With `poll_time_sample_every: 0` too, the hooks do stall
+    /// detection alone. Default on.
+    pub callsite_stats: bool,
     /// Parse the binary's debug info when the agent starts (about 100 ms and 50 MB once),
     /// so the first stall's stack is ready at once. Default off: done at the first stall.
     pub warm_up_symbols: bool,
@@ -118,6 +125,7 @@ impl Default for Config {
             probe_interval: DEFAULT_PROBE_INTERVAL,
             stacks: true,
             poll_time_sample_every: DEFAULT_POLL_TIME_SAMPLE_EVERY,
+            callsite_stats: true,
             warm_up_symbols: false,
             signal: None,
             http_addr: None,
@@ -346,11 +354,11 @@ impl Config {
                 "must be greater than zero",
             ));
         }
-        if self.poll_time_sample_every == 0 || self.poll_time_sample_every > 1_000_000 {
+        if self.poll_time_sample_every > 1_000_000 {
             return Err(Error::invalid(
                 "poll_time_sample_every",
                 self.poll_time_sample_every,
-                "must be between 1 (time every poll) and 1000000",
+                "must be between 0 (time no poll) and 1000000 (1 times every poll)",
             ));
         }
         if self.max_callsites == 0 || self.max_callsites > 100_000 {
@@ -681,5 +689,24 @@ mod tests {
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("watchdog_tick") && e.contains("100ms"), "{e}");
         assert!(Config::default().validate().is_ok());
+        let c = Config {
+            poll_time_sample_every: 1_000_001,
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("poll_time_sample_every") && e.contains("1000001"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn detection_alone_is_a_valid_configuration() {
+        let c = Config {
+            poll_time_sample_every: 0,
+            callsite_stats: false,
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
     }
 }

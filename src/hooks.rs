@@ -157,7 +157,10 @@ fn install_task_hooks(
 ) {
     let s = shared.clone();
     let f = user.before_poll;
+    // Both settings are fixed for the runtime's life: the branches below always go the same
+    // way, and with both off the hooks do stall detection alone (no hash, no clock).
     let every = shared.config.poll_time_sample_every;
+    let callsite_stats = shared.config.callsite_stats;
     builder.on_before_task_poll(move |meta| {
         if let Some(slot) = s.slots.current() {
             // Before `begin_poll`: whoever sees this poll's odd generation sees its start.
@@ -165,13 +168,18 @@ fn install_task_hooks(
             if let Some(c) = &s.console {
                 c.feed.poll_started(slot.index(), s.clock.raw());
             }
-            let callsite = s.callsites.index_of(meta.spawned_at());
-            let start = if slot.timing_turn(every) {
+            let spawned_at = meta.spawned_at();
+            let callsite = if callsite_stats {
+                s.callsites.index_of(spawned_at)
+            } else {
+                slots::NO_CALLSITE
+            };
+            let start = if every != 0 && slot.timing_turn(every) {
                 s.clock.raw().max(1)
             } else {
                 0
             };
-            slot.begin_poll(task_id(meta.id()), callsite, start);
+            slot.begin_poll(task_id(meta.id()), spawned_at, callsite, start);
         }
         if let Some(f) = &f {
             f(meta);
@@ -203,8 +211,10 @@ fn install_task_hooks(
     let s = shared.clone();
     let f = user.task_spawn;
     builder.on_task_spawn(move |meta| {
-        s.callsites
-            .task_spawned(s.callsites.index_of(meta.spawned_at()));
+        if callsite_stats {
+            s.callsites
+                .task_spawned(s.callsites.index_of(meta.spawned_at()));
+        }
         #[cfg(all(feature = "console", tokio_unstable))]
         if let Some(c) = &s.console {
             let event = crate::console::events::Event::Spawn {
@@ -222,8 +232,10 @@ fn install_task_hooks(
     let s = shared.clone();
     let f = user.task_terminate;
     builder.on_task_terminate(move |meta| {
-        s.callsites
-            .task_terminated(s.callsites.index_of(meta.spawned_at()));
+        if callsite_stats {
+            s.callsites
+                .task_terminated(s.callsites.index_of(meta.spawned_at()));
+        }
         #[cfg(all(feature = "console", tokio_unstable))]
         if let Some(c) = &s.console {
             let event = crate::console::events::Event::Terminate {
@@ -244,4 +256,98 @@ fn install_task_hooks(
 #[inline]
 fn task_id(id: tokio::task::Id) -> u64 {
     slots::id_integer(&id)
+}
+
+/// What the poll hooks record under each setting, read straight from the state they write.
+#[cfg(all(test, tokio_unstable))]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::stats::histogram::HistogramSnapshot;
+
+    /// What the hooks left behind after 100 tasks × 10 polls on two workers.
+    struct Recorded {
+        timed_polls: u64,
+        callsites_known: usize,
+        callsite_polls: u64,
+        spawned: u64,
+        /// Polls begun and ended in some slot (odd, then even again): detection saw them.
+        slot_generations: u64,
+        spawn_location_seen: bool,
+    }
+
+    fn run(config: Config) -> Recorded {
+        let shared = Arc::new(Shared::new(config, Mode::Hooked));
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(2);
+        install(&mut builder, &shared, UserHooks::default());
+        let runtime = builder.build().expect("runtime");
+        runtime.block_on(async {
+            let tasks: Vec<_> = (0..100)
+                .map(|_| {
+                    tokio::spawn(async {
+                        for _ in 0..9 {
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.expect("task completes");
+            }
+        });
+        drop(runtime);
+        let mut histogram = HistogramSnapshot::default();
+        let (mut callsite_polls, mut slot_generations, mut spawn_location_seen) = (0, 0, false);
+        let used: Vec<u32> = shared.callsites.used_indices().collect();
+        for (_, slot) in shared.slots.iter() {
+            slot.poll_time.add_to(&mut histogram);
+            callsite_polls += used.iter().map(|&i| slot.callsite_totals(i).0).sum::<u64>();
+            if let Some(view) = slot.view() {
+                slot_generations += view.generation;
+                spawn_location_seen |= view
+                    .spawned_at
+                    .is_some_and(|l| l.file().ends_with("hooks.rs"));
+            }
+        }
+        Recorded {
+            timed_polls: histogram.count(),
+            callsites_known: used.len() - 1, // `other` is always listed
+            callsite_polls,
+            spawned: used
+                .iter()
+                .map(|&i| shared.callsites.task_counts(i).0)
+                .sum(),
+            slot_generations,
+            spawn_location_seen,
+        }
+    }
+
+    #[test]
+    fn defaults_record_poll_time_and_callsite_stats() {
+        let r = run(Config::default());
+        assert!(r.timed_polls >= 500, "sampled 1 in 16: {}", r.timed_polls);
+        assert!(r.callsites_known >= 1);
+        assert!(r.callsite_polls >= 1_000, "{}", r.callsite_polls);
+        assert!(r.spawned >= 100, "{}", r.spawned);
+        assert!(r.slot_generations >= 2_000 && r.spawn_location_seen);
+    }
+
+    #[test]
+    fn detection_alone_records_no_poll_time_and_no_callsite_stats() {
+        let r = run(Config {
+            poll_time_sample_every: 0,
+            callsite_stats: false,
+            ..Config::default()
+        });
+        assert_eq!(r.timed_polls, 0, "no poll was timed");
+        assert_eq!(
+            r.callsites_known, 0,
+            "the spawn-location table was never consulted"
+        );
+        assert_eq!((r.callsite_polls, r.spawned), (0, 0));
+        // Detection still sees every poll, and where its task was spawned.
+        assert!(r.slot_generations >= 2_000, "{}", r.slot_generations);
+        assert!(r.spawn_location_seen);
+    }
 }

@@ -91,6 +91,13 @@ impl Source {
             .unwrap_or_default()
     }
 
+    /// Whether `def` is exported: it applies to the agent's mode, and the agent records it
+    /// (poll timing and callsite statistics can be switched off; a family that is never
+    /// recorded is absent, not zero).
+    pub(crate) fn exports(&self, def: &'static MetricDef) -> bool {
+        def.applies(self.mode()) && self.shared.as_ref().is_none_or(|s| records(&s.config, def))
+    }
+
     pub(crate) fn collect(&self) -> Collection {
         let mode = self.mode();
         let metrics = self.handle.as_ref().map(Handle::metrics);
@@ -103,7 +110,7 @@ impl Source {
         let families = names::METRICS
             .iter()
             .copied()
-            .filter(|def| def.applies(mode))
+            .filter(|def| self.exports(def))
             .map(|def| Family {
                 def,
                 samples: reader.samples(def).unwrap_or_default(),
@@ -114,6 +121,22 @@ impl Source {
             families,
         }
     }
+}
+
+/// Whether the agent's settings let the hooks record `def` at all.
+fn records(config: &crate::config::Config, def: &'static MetricDef) -> bool {
+    use names::*;
+    let is = |d: &'static MetricDef| std::ptr::eq(def, d);
+    let timed = is(&TASK_POLL_DURATION) || is(&CALLSITE_POLL_TIME);
+    let per_callsite = [
+        &CALLSITE_POLLS,
+        &CALLSITE_POLL_TIME,
+        &CALLSITE_TASKS_ALIVE,
+        &CALLSITE_TASKS_SPAWNED,
+    ]
+    .into_iter()
+    .any(is);
+    !(timed && config.poll_time_sample_every == 0 || per_callsite && !config.callsite_stats)
 }
 
 /// Totals of one spawn location (or of several that share a file and line).

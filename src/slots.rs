@@ -17,7 +17,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::panic::Location;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::Mutex;
 
 use crate::capture::ThreadHandle;
@@ -50,7 +51,9 @@ impl ThreadInfo {
 pub(crate) struct PollView {
     pub(crate) generation: u64,
     pub(crate) task_id: u64,
-    pub(crate) callsite: u32,
+    /// Where the polled task was spawned (also beyond the callsite table's cap, and with
+    /// callsite statistics off).
+    pub(crate) spawned_at: Option<&'static Location<'static>>,
     /// Raw clock reading at poll start.
     pub(crate) start: u64,
     /// Inside an `allow_blocking` scope.
@@ -69,6 +72,8 @@ pub(crate) struct PollSlot {
     /// Odd while a poll runs.
     generation: AtomicU64,
     task_id: AtomicU64,
+    spawned_at: AtomicPtr<Location<'static>>,
+    /// Index into the callsite counters, [`NO_CALLSITE`] when they are off.
     callsite: AtomicU32,
     exempt: AtomicU32,
     /// Polls left until the next timed one (owning thread only).
@@ -93,6 +98,7 @@ impl PollSlot {
             info: Mutex::new(None),
             generation: AtomicU64::new(0),
             task_id: AtomicU64::new(0),
+            spawned_at: AtomicPtr::new(std::ptr::null_mut()),
             callsite: AtomicU32::new(0),
             exempt: AtomicU32::new(0),
             timing_countdown: AtomicU32::new(0),
@@ -117,6 +123,7 @@ impl PollSlot {
         ] {
             a.store(0, Relaxed);
         }
+        self.spawned_at.store(std::ptr::null_mut(), Relaxed);
         self.callsite.store(0, Relaxed);
         self.exempt.store(0, Relaxed);
         self.timing_countdown.store(0, Relaxed);
@@ -145,12 +152,21 @@ impl PollSlot {
         }
     }
 
-    /// Hot path, owning thread only. `start` is the raw clock reading for a timed poll, 0
-    /// for an untimed one.
+    /// Hot path, owning thread only. `callsite` is the index of the per-callsite counters
+    /// to count this poll in, [`NO_CALLSITE`] for none; `start` is the raw clock reading for
+    /// a timed poll, 0 for an untimed one.
     #[inline]
     #[cfg_attr(not(tokio_unstable), allow(dead_code))]
-    pub(crate) fn begin_poll(&self, task_id: u64, callsite: u32, start: u64) {
+    pub(crate) fn begin_poll(
+        &self,
+        task_id: u64,
+        spawned_at: &'static Location<'static>,
+        callsite: u32,
+        start: u64,
+    ) {
         self.task_id.store(task_id, Relaxed);
+        self.spawned_at
+            .store(spawned_at as *const Location<'static> as *mut _, Relaxed);
         self.callsite.store(callsite, Relaxed);
         self.poll_start.store(start, Relaxed);
         let g = self.generation.load(Relaxed);
@@ -212,7 +228,8 @@ impl PollSlot {
         let view = PollView {
             generation,
             task_id: self.task_id.load(Relaxed),
-            callsite: self.callsite.load(Relaxed),
+            // SAFETY: only `&'static Location` pointers (or null) are ever stored here.
+            spawned_at: unsafe { self.spawned_at.load(Relaxed).as_ref() },
             start: self.poll_start.load(Relaxed),
             exempt: self.exempt.load(Relaxed) > 0,
         };
@@ -262,6 +279,11 @@ pub(crate) struct SlotTable {
     /// Polls on threads that found no free slot (not watched; counted).
     pub(crate) untracked_polls: AtomicU64,
 }
+
+/// The callsite index of a poll counted in no callsite's counters (callsite statistics off):
+/// out of range of every slot's counter arrays.
+#[cfg_attr(not(tokio_unstable), allow(dead_code))]
+pub(crate) const NO_CALLSITE: u32 = u32::MAX;
 
 thread_local! {
     /// This thread's slot in the agent that last used it (agent id, slot).

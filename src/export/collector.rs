@@ -26,11 +26,11 @@ pub struct PrometheusCollector {
 
 impl PrometheusCollector {
     pub(crate) fn new(source: Source) -> Result<Self, Error> {
-        let mode = source.mode();
         let runtime = source.runtime_label();
         let descs = crate::names::METRICS
             .iter()
-            .filter(|d| d.applies(mode))
+            .copied()
+            .filter(|d| source.exports(d))
             .map(|d| {
                 Desc::new(
                     d.prometheus.to_string(),

@@ -132,7 +132,7 @@ impl PollHookDetector {
                 thread_name: thread.map(|t| t.name.clone()).unwrap_or_default(),
                 worker,
                 task_id: Some(view.task_id),
-                spawned_at: shared.callsites.location(view.callsite),
+                spawned_at: view.spawned_at,
                 stuck_for: age,
                 kind: share.map(|s| s.kind()).unwrap_or(StallKind::Unknown),
             }));
