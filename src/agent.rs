@@ -100,6 +100,12 @@ impl Builder {
         log_interval: Duration
     );
     setter!(
+        /// While a stall lasts, sample the stuck thread's stack this often for the
+        /// flamegraph (default 10 ms; zero: only the report's own captures). Bounded by a
+        /// pause budget of 1 % of the stall; see [`Config::stall_sample_interval`].
+        stall_sample_interval: Duration
+    );
+    setter!(
         /// Attach mode: watch each worker's progress (default on). Off leaves the probe
         /// alone, which sees only stalls that keep every worker busy (see
         /// [`Config::worker_detection`]).

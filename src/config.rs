@@ -38,6 +38,9 @@ pub const SUGGESTED_CONSOLE_ADDR: &str = "127.0.0.1:6669";
 pub const DEFAULT_CONSOLE_MAX_TASKS: usize = 10_000;
 /// Default for [`Config::console_retention`].
 pub const DEFAULT_CONSOLE_RETENTION: Duration = Duration::from_secs(60);
+/// Default for [`Config::stall_sample_interval`]: 100 samples per second of a stall, which
+/// with the 1 % pause budget allows captures that pause the thread up to 100 µs each.
+pub const DEFAULT_STALL_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Everything an [`Agent`](crate::Agent) can be told. Build it with
 /// [`Agent::builder`](crate::Agent::builder); every field has a documented default.
@@ -114,6 +117,12 @@ pub struct Config {
     pub console_max_tasks: usize,
     /// How long the console keeps showing a completed task. Default 60 s.
     pub console_retention: Duration,
+    /// While a stall lasts, sample the stuck thread's stack this often for the flamegraph
+    /// (`/flamegraph.svg`, `/stalls/folded`), within a pause budget of 1 % of the stall, at
+    /// most 1 000 samples per stall and 100 per second per agent. Zero takes no extra
+    /// samples: the flamegraph then has the captures the report makes (at the start and at
+    /// 2×, 4×, 8× the threshold). Default 10 ms.
+    pub stall_sample_interval: Duration,
 }
 
 impl Default for Config {
@@ -143,6 +152,7 @@ impl Default for Config {
             console_addr: None,
             console_max_tasks: DEFAULT_CONSOLE_MAX_TASKS,
             console_retention: DEFAULT_CONSOLE_RETENTION,
+            stall_sample_interval: DEFAULT_STALL_SAMPLE_INTERVAL,
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::capture::CaptureStatus;
 use crate::config::Config;
 use crate::slots::SlotTable;
 use crate::stats::callsites::CallsiteTable;
+use crate::stats::flame::FlameTable;
 use crate::stats::histogram::HistogramShard;
 use crate::stats::stall_log::StallLog;
 
@@ -74,6 +75,8 @@ pub(crate) struct Shared {
     pub(crate) slots: &'static SlotTable,
     pub(crate) callsites: CallsiteTable,
     pub(crate) stalls: StallLog,
+    /// Blocked time by stack, for the flamegraph.
+    pub(crate) flame: FlameTable,
     /// The `runtime` label, set once the runtime exists.
     pub(crate) runtime_label: OnceLock<String>,
     pub(crate) counters: SelfCounters,
@@ -96,6 +99,7 @@ impl Shared {
             .then(|| std::sync::Arc::new(crate::console::ConsoleState::new(MAX_THREADS)));
         Shared {
             stalls: StallLog::new(config.max_reports, config.max_callsites + 1),
+            flame: FlameTable::new(),
             config,
             mode,
             clock: quanta::Clock::new(),

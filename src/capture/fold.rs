@@ -58,7 +58,7 @@ const RUNTIME_FILES: &[&str] = &[
 const OWN_SOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
 
 /// Whether a frame is runtime machinery rather than the application's code.
-fn is_runtime(frame: &Frame) -> bool {
+pub(crate) fn is_runtime(frame: &Frame) -> bool {
     let name = frame.function.trim_start_matches('<');
     if RUNTIME_PREFIXES.iter().any(|p| name.starts_with(p))
         || RUNTIME_NAMES.contains(&name)

@@ -3,5 +3,6 @@
 //! number of tasks.
 
 pub(crate) mod callsites;
+pub(crate) mod flame;
 pub(crate) mod histogram;
 pub(crate) mod stall_log;

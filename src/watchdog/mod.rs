@@ -7,6 +7,7 @@ mod episode;
 mod poll_hook;
 mod probe;
 mod reporter;
+mod sampling;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering::*};

@@ -1,25 +1,35 @@
-//! The `pollwatch-symbolizer` thread: turns captured addresses into frames and announces
-//! each stall through `tracing`, rate-limited per signature.
+//! The `pollwatch-symbolizer` thread: turns captured addresses into frames, announces each
+//! stall through `tracing` (rate-limited per signature), and folds stack samples into the
+//! flamegraph table.
 //!
 //! Symbolizing is slow the first time (it parses the binary's debug info), so it happens
 //! here, never on the watchdog (which must keep ticking) and never on the app's runtime.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::capture::{fold_runtime_frames, CaptureStatus, RawStack, Symbolizer};
 use crate::report::{StackSample, StallReport};
 use crate::state::Shared;
+use crate::stats::flame::{fold_stack, Weight};
 use crate::Error;
 
-/// Jobs waiting beyond this are dropped (and counted): the watchdog never blocks on us.
+/// Report jobs (announcements, report samples) waiting beyond this are dropped (and
+/// counted): the watchdog never blocks on us.
 const QUEUE: usize = 64;
+/// Flamegraph samples waiting beyond this: the watchdog takes no new extra sample (the time
+/// goes to the next one), so a slow symbolizer costs resolution, not blocked time.
+const FLAME_QUEUE: usize = 256;
+/// Flamegraph jobs waiting beyond this are dropped, their time counted as dropped.
+const FLAME_HARD_CAP: usize = 1024;
 /// Distinct stall signatures remembered by the log limiter.
 const MAX_SIGNATURES: usize = 512;
+/// Open stalls whose last folded stack is remembered (far more than can be open at once).
+const MAX_OPEN_STALLS: usize = 1024;
 
 enum Job {
     Announce {
@@ -32,11 +42,41 @@ enum Job {
         status: CaptureStatus,
         raw: Option<RawStack>,
     },
+    /// A stack sample for the flamegraph, standing for `weight` of blocked time.
+    Flame {
+        id: u64,
+        root: Option<Arc<str>>,
+        at: SystemTime,
+        weight: Duration,
+        status: CaptureStatus,
+        raw: Option<RawStack>,
+    },
+    /// More blocked time for the stall's last sampled stack; `end` when the stall is over.
+    FlameMore {
+        id: u64,
+        at: SystemTime,
+        weight: Duration,
+        end: bool,
+    },
+}
+
+impl Job {
+    fn is_flame(&self) -> bool {
+        matches!(self, Job::Flame { .. } | Job::FlameMore { .. })
+    }
+}
+
+/// Jobs sent and not yet taken by the symbolizer, per kind.
+#[derive(Default)]
+struct Pending {
+    reports: AtomicUsize,
+    flame: AtomicUsize,
 }
 
 /// The watchdog's end of the queue.
 pub(crate) struct Reporter {
-    tx: SyncSender<Job>,
+    tx: Sender<Job>,
+    pending: Arc<Pending>,
     shared: Arc<Shared>,
 }
 
@@ -45,19 +85,28 @@ impl Reporter {
         shared: Arc<Shared>,
         warm_up: bool,
     ) -> Result<(Reporter, JoinHandle<()>), Error> {
-        let (tx, rx) = sync_channel(QUEUE);
-        let s = shared.clone();
-        let thread =
-            crate::os_thread::spawn_named("pollwatch-symbolizer", move || run(s, rx, warm_up))?;
-        Ok((Reporter { tx, shared }, thread))
+        let (tx, rx) = channel();
+        let pending = Arc::new(Pending::default());
+        let (s, p) = (shared.clone(), pending.clone());
+        let thread = crate::os_thread::spawn_named("pollwatch-symbolizer", move || {
+            run(s, rx, &p, warm_up)
+        })?;
+        Ok((
+            Reporter {
+                tx,
+                pending,
+                shared,
+            },
+            thread,
+        ))
     }
 
     pub(crate) fn announce(&self, id: u64, raw: Option<RawStack>) {
-        self.send(Job::Announce { id, raw });
+        self.send_report(Job::Announce { id, raw });
     }
 
     pub(crate) fn sample(&self, id: u64, at_ms: f64, status: CaptureStatus, raw: Option<RawStack>) {
-        self.send(Job::Sample {
+        self.send_report(Job::Sample {
             id,
             at_ms,
             status,
@@ -65,20 +114,88 @@ impl Reporter {
         });
     }
 
-    fn send(&self, job: Job) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(job) {
+    /// Whether the symbolizer keeps up well enough to take one more flamegraph sample.
+    pub(crate) fn flame_has_room(&self) -> bool {
+        self.pending.flame.load(Relaxed) < FLAME_QUEUE
+    }
+
+    /// A stack sample (or a failed capture, `raw: None`) standing for `weight`.
+    pub(crate) fn flame_sample(
+        &self,
+        id: u64,
+        root: Option<Arc<str>>,
+        weight: Duration,
+        status: CaptureStatus,
+        raw: Option<RawStack>,
+    ) {
+        let at = SystemTime::now();
+        self.send_flame(
+            Job::Flame {
+                id,
+                root,
+                at,
+                weight,
+                status,
+                raw,
+            },
+            weight,
+        );
+    }
+
+    /// More time for the stall's last sampled stack (`end`: the stall is over).
+    pub(crate) fn flame_more(&self, id: u64, weight: Duration, end: bool) {
+        if weight.is_zero() && !end {
+            return;
+        }
+        let at = SystemTime::now();
+        self.send_flame(
+            Job::FlameMore {
+                id,
+                at,
+                weight,
+                end,
+            },
+            weight,
+        );
+    }
+
+    fn send_report(&self, job: Job) {
+        if self.pending.reports.load(Relaxed) >= QUEUE {
             self.shared.counters.log_suppressed.fetch_add(1, Relaxed);
+            return;
+        }
+        self.pending.reports.fetch_add(1, Relaxed);
+        if self.tx.send(job).is_err() {
+            self.pending.reports.fetch_sub(1, Relaxed);
+        }
+    }
+
+    fn send_flame(&self, job: Job, weight: Duration) {
+        if self.pending.flame.load(Relaxed) >= FLAME_HARD_CAP {
+            self.shared.flame.dropped(weight);
+            return;
+        }
+        self.pending.flame.fetch_add(1, Relaxed);
+        if self.tx.send(job).is_err() {
+            self.pending.flame.fetch_sub(1, Relaxed);
         }
     }
 }
 
-fn run(shared: Arc<Shared>, rx: Receiver<Job>, warm_up: bool) {
+fn run(shared: Arc<Shared>, rx: Receiver<Job>, pending: &Pending, warm_up: bool) {
     let mut symbolizer = Symbolizer::new();
     if warm_up {
         symbolizer.warm_up();
     }
     let mut limiter = LogLimiter::new(shared.config.log_interval);
+    let mut flame = Folder::default();
     for job in rx {
+        let counter = if job.is_flame() {
+            &pending.flame
+        } else {
+            &pending.reports
+        };
+        counter.fetch_sub(1, Relaxed);
         match job {
             Job::Announce { id, raw } => {
                 if let Some(raw) = raw {
@@ -104,8 +221,84 @@ fn run(shared: Arc<Shared>, rx: Receiver<Job>, warm_up: bool) {
                     })
                 });
             }
+            Job::Flame {
+                id,
+                root,
+                at,
+                weight,
+                status,
+                raw,
+            } => {
+                let paused = raw.as_ref().map(|r| r.paused).unwrap_or_default();
+                let folded: Arc<str> = match raw {
+                    Some(raw) => fold_stack(root.as_deref(), &symbolizer.symbolize(&raw)).into(),
+                    None => {
+                        let mut s = root.as_deref().map(|r| format!("{r};")).unwrap_or_default();
+                        s.push_str(&format!("[no stack: {}]", status.as_str()));
+                        s.into()
+                    }
+                };
+                shared.flame.add(Weight {
+                    stall: id,
+                    at_unix_ms: unix_ms(at),
+                    folded: &folded,
+                    weight,
+                    sample: true,
+                    paused,
+                });
+                flame.remember(id, folded);
+            }
+            Job::FlameMore {
+                id,
+                at,
+                weight,
+                end,
+            } => {
+                let folded = if end {
+                    flame.last.remove(&id)
+                } else {
+                    flame.last.get(&id).cloned()
+                };
+                match folded {
+                    Some(folded) if !weight.is_zero() => shared.flame.add(Weight {
+                        stall: id,
+                        at_unix_ms: unix_ms(at),
+                        folded: &folded,
+                        weight,
+                        sample: false,
+                        paused: Duration::ZERO,
+                    }),
+                    Some(_) => {}
+                    // Its first sample never arrived (dropped): the time is lost, and counted.
+                    None => shared.flame.dropped(weight),
+                }
+            }
         }
     }
+}
+
+/// The last folded stack of each open stall, which later time is added to.
+#[derive(Default)]
+struct Folder {
+    last: HashMap<u64, Arc<str>>,
+}
+
+impl Folder {
+    fn remember(&mut self, id: u64, folded: Arc<str>) {
+        if self.last.len() >= MAX_OPEN_STALLS && !self.last.contains_key(&id) {
+            // Only if end-of-stall jobs were dropped; forget the oldest stall.
+            if let Some(&oldest) = self.last.keys().min() {
+                self.last.remove(&oldest);
+            }
+        }
+        self.last.insert(id, folded);
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// One `warn!` per signature (spawn location + top frames) per interval; the rest counted
