@@ -1,4 +1,6 @@
-//! The built-in scrape endpoint: `GET /metrics`, `GET /stalls`, `GET /`.
+//! The built-in endpoint: `GET /metrics`, `GET /stalls`, `GET /stalls/folded`,
+//! `GET /flamegraph.svg`, and `GET /`: the stall page for a browser (`Accept: text/html`),
+//! a plain-text index for scripts (also at `/index.txt`; the page also at `/index.html`).
 //!
 //! It runs on its own OS thread, `pollwatch-http`, with its own single-threaded tokio
 //! runtime, so it answers while every worker of the watched runtime is blocked: that is when
@@ -42,7 +44,15 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// its response).
 pub const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
-const INDEX_PATHS: [&str; 3] = ["/", "/metrics", "/stalls"];
+const PATHS: [&str; 7] = [
+    "/",
+    "/index.html",
+    "/index.txt",
+    "/metrics",
+    "/stalls",
+    "/stalls/folded",
+    "/flamegraph.svg",
+];
 
 /// The running endpoint; stopping it (or dropping it) ends its thread and every connection.
 pub(crate) struct Server {
@@ -54,6 +64,8 @@ pub(crate) struct Server {
 struct State {
     source: Source,
     token: Option<String>,
+    /// Snapshots for the page's per-minute numbers, taken on this thread.
+    recent: crate::stats::recent::Recent,
 }
 
 impl Server {
@@ -74,7 +86,11 @@ impl Server {
         let local = listener.local_addr().map_err(bind_err)?;
         let (stop_tx, stop_rx) = oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-        let state = Arc::new(State { source, token });
+        let state = Arc::new(State {
+            source,
+            token,
+            recent: crate::stats::recent::Recent::new(),
+        });
         let thread = crate::os_thread::spawn_named("pollwatch-http", move || {
             // Built here, not on the caller's thread: the caller may be inside the app's
             // runtime, where dropping a runtime after a failure would panic.
@@ -97,6 +113,7 @@ impl Server {
                 Ok(l) => {
                     let _ = ready_tx.send(Ok(()));
                     rt.block_on(async move {
+                        tokio::spawn(snapshots(state.clone()));
                         tokio::spawn(serve(l, state));
                         // Sent by `stop`, or the `Server` was dropped.
                         let _ = stop_rx.await;
@@ -155,6 +172,19 @@ impl Drop for Server {
     }
 }
 
+/// Takes the page's snapshots until the runtime is dropped.
+async fn snapshots(state: Arc<State>) {
+    let Some(shared) = state.source.shared.clone() else {
+        return;
+    };
+    let mut every = tokio::time::interval(crate::stats::recent::SNAPSHOT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        state.recent.record(&shared);
+    }
+}
+
 /// Accepts until the runtime is dropped (which cancels this loop and every connection).
 async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -204,10 +234,10 @@ fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         }
     }
     let path = req.uri().path();
-    if !INDEX_PATHS.contains(&path) {
+    if !PATHS.contains(&path) {
         return plain(
             StatusCode::NOT_FOUND,
-            "not found; try /metrics or /stalls\n",
+            "not found; try / (the stall page), /metrics, /stalls, /stalls/folded or /flamegraph.svg\n",
         );
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -216,11 +246,11 @@ fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let (body, content_type) = match path {
-        "/metrics" => (
-            crate::export::prometheus::encode(&state.source.collect()),
+    let result = match path {
+        "/metrics" => Ok((
+            crate::export::prometheus::encode(&state.source.collect()).into_bytes(),
             crate::export::prometheus::CONTENT_TYPE,
-        ),
+        )),
         "/stalls" => {
             let view = match &state.source.shared {
                 Some(s) => s.stalls.view(),
@@ -230,18 +260,109 @@ fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                     stalls: Vec::new(),
                 },
             };
-            (
-                crate::export::json::encode(&view),
+            Ok((
+                crate::export::json::encode(&view).into_bytes(),
                 crate::export::json::CONTENT_TYPE,
-            )
+            ))
         }
-        _ => (index(&state.source), "text/plain; charset=utf-8"),
+        "/stalls/folded" => selection(req).map(|sel| {
+            let body = match &state.source.shared {
+                Some(s) => crate::export::folded::encode(&s.flame, &sel.filter),
+                None => String::new(),
+            };
+            (body.into_bytes(), crate::export::folded::CONTENT_TYPE)
+        }),
+        "/flamegraph.svg" => flamegraph(state, req),
+        "/index.txt" => Ok((index(&state.source).into_bytes(), TEXT)),
+        "/" if !wants_html(req) => Ok((index(&state.source).into_bytes(), TEXT)),
+        _ => page(state, req),
+    };
+    let (body, content_type) = match result {
+        Ok(ok) => ok,
+        Err(bad) => {
+            let mut r = Response::new(Full::new(Bytes::from(format!("{bad}\n"))));
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT));
+            return r;
+        }
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));
     let headers = r.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+type Body = Result<(Vec<u8>, &'static str), crate::export::folded::BadParameter>;
+
+fn selection(
+    req: &Request<Incoming>,
+) -> Result<crate::export::folded::Selection, crate::export::folded::BadParameter> {
+    crate::export::folded::Selection::from_query(req.uri().query(), std::time::SystemTime::now())
+}
+
+/// A browser asks for HTML first; `curl`, Prometheus and scripts send `*/*` or nothing.
+fn wants_html(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/html"))
+}
+
+fn page(state: &State, req: &Request<Incoming>) -> Body {
+    let sel = selection(req)?;
+    let refresh = crate::export::html::refresh_of(req.uri().query())?;
+    let recent = match &state.source.shared {
+        Some(s) => state.recent.view(s),
+        None => crate::stats::recent::RecentView {
+            over: Duration::ZERO,
+            stalls: 0,
+            lag_count: 0,
+            lag_p99: None,
+        },
+    };
+    let html = crate::export::html::render(
+        &state.source,
+        &crate::export::html::Request {
+            selection: &sel,
+            query: req.uri().query(),
+            refresh,
+            recent: &recent,
+        },
+    );
+    Ok((html.into_bytes(), crate::export::html::CONTENT_TYPE))
+}
+
+#[cfg(feature = "flamegraph")]
+fn flamegraph(state: &State, req: &Request<Incoming>) -> Body {
+    let sel = selection(req)?;
+    let runtime = state.source.runtime_label();
+    let labels = crate::export::flamegraph::Labels {
+        runtime: &runtime,
+        selection: &sel.label,
+    };
+    let svg = match &state.source.shared {
+        Some(s) => crate::export::flamegraph::render(&s.flame, &sel.filter, &labels),
+        None => crate::export::flamegraph::render(
+            &crate::stats::flame::FlameTable::new(),
+            &sel.filter,
+            &labels,
+        ),
+    };
+    Ok((svg, crate::export::flamegraph::CONTENT_TYPE))
+}
+
+#[cfg(not(feature = "flamegraph"))]
+fn flamegraph(_state: &State, _req: &Request<Incoming>) -> Body {
+    Ok((
+        b"pollwatch was built without its `flamegraph` feature; /stalls/folded has the same data\n"
+            .to_vec(),
+        TEXT,
+    ))
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -257,8 +378,11 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 fn index(source: &Source) -> String {
     format!(
         "pollwatch {} ({} mode, runtime {:?})\n\n\
-         /metrics  runtime health and stalls, Prometheus text format 0.0.4\n\
-         /stalls   recent stall reports with stacks, JSON\n",
+         /metrics          runtime health and stalls, Prometheus text format 0.0.4\n\
+         /stalls           recent stall reports with stacks, JSON\n\
+         /stalls/folded    blocked time by stack, folded (speedscope, inferno, flamegraph.pl); ?window=5m, ?since=, ?stall=\n\
+         /flamegraph.svg   the same as an interactive flamegraph\n\
+         /index.html       the stall page (what a browser gets at /)\n",
         env!("CARGO_PKG_VERSION"),
         source.mode().as_str(),
         source.runtime_label(),

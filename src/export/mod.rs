@@ -4,6 +4,11 @@
 
 #[cfg(feature = "prometheus")]
 pub(crate) mod collector;
+#[cfg(feature = "flamegraph")]
+pub(crate) mod flamegraph;
+pub(crate) mod folded;
+#[cfg(feature = "http")]
+pub(crate) mod html;
 pub(crate) mod json;
 #[cfg(feature = "opentelemetry")]
 pub(crate) mod otel;
@@ -35,6 +40,30 @@ impl Agent {
     /// the ring, and the recent reports, newest last. For apps that serve it themselves.
     pub fn encode_stalls_json(&self) -> String {
         json::encode(&self.stall_summary())
+    }
+
+    /// Blocked time by stack, every record kept, as folded stacks: the `/stalls/folded`
+    /// body, one `frame;frame;… microseconds` line per stack (root first). Feed it to
+    /// speedscope, `inferno-flamegraph` or `flamegraph.pl`.
+    pub fn encode_folded_stacks(&self) -> String {
+        match self.shared() {
+            Some(s) => folded::encode(&s.flame, &Default::default()),
+            None => String::new(),
+        }
+    }
+
+    /// The `/flamegraph.svg` body for every record kept: an interactive SVG of blocked time.
+    #[cfg(feature = "flamegraph")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "flamegraph")))]
+    pub fn encode_flamegraph_svg(&self) -> Vec<u8> {
+        let empty = crate::stats::flame::FlameTable::new();
+        let table = self.shared().map_or(&empty, |s| &s.flame);
+        let runtime = self.source().runtime_label();
+        let labels = flamegraph::Labels {
+            runtime: &runtime,
+            selection: "everything kept",
+        };
+        flamegraph::render(table, &Default::default(), &labels)
     }
 
     /// pollwatch's metrics as a `prometheus::core::Collector`, to register into a registry

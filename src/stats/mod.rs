@@ -5,4 +5,6 @@
 pub(crate) mod callsites;
 pub(crate) mod flame;
 pub(crate) mod histogram;
+#[cfg(feature = "http")]
+pub(crate) mod recent;
 pub(crate) mod stall_log;

@@ -121,6 +121,11 @@ impl StallLog {
         v
     }
 
+    /// Every stall since start (`stalls_total`), without copying the ring.
+    pub(crate) fn total(&self) -> u64 {
+        self.lock().total
+    }
+
     pub(crate) fn dropped(&self) -> u64 {
         self.lock().dropped
     }
