@@ -117,7 +117,14 @@ pub(crate) fn render(source: &Source, req: &Request<'_>) -> String {
     };
     let view = shared.stalls.view();
     let workers = source.handle.as_ref().map(|r| r.metrics().num_workers());
-    tiles(&mut h, shared.stalls.ongoing(), workers, view.stalls_total, req.recent);
+    tiles(
+        &mut h,
+        shared.stalls.ongoing(),
+        workers,
+        view.stalls_total,
+        req.recent,
+        shared.config.stall_threshold,
+    );
     flame_section(&mut h, shared, req);
     stalls_section(&mut h, &view.stalls, view.stalls_total, shared.config.stall_threshold);
     let refresh_link = match req.refresh {
@@ -146,6 +153,7 @@ fn tiles(
     workers: Option<usize>,
     total: u64,
     recent: &RecentView,
+    threshold: std::time::Duration,
 ) {
     let over = if recent.over + std::time::Duration::from_secs(1) >= WINDOW {
         "last minute".to_owned()
@@ -159,7 +167,7 @@ fn tiles(
         if stalled > 0 { "bad" } else { "ok" },
         &stalled.to_string(),
         "stalled now",
-        &format!("workers inside a poll past the threshold, of {workers_text}"),
+        &format!("of {workers_text} workers are stuck in one poll for over {threshold:?}"),
     );
     tile(h, "ok", &workers_text, "workers", "in the runtime");
     tile(
@@ -316,7 +324,7 @@ fn stall(h: &mut String, r: &StallReport) {
         |f| f.function.clone(),
     );
     let ongoing = if r.ongoing {
-        "<span class=\"badge live\">ongoing</span>"
+        " <span class=\"badge live\">ongoing</span>"
     } else {
         ""
     };
@@ -325,14 +333,15 @@ fn stall(h: &mut String, r: &StallReport) {
         h,
         "<details class=\"stall\" id=\"stall-{id}\"><summary class=\"row\"><span class=\"id\">#{id}</span>\
          <span><span class=\"badge {kind}\">{kind_text}</span></span><span class=\"dur\">{dur}{ongoing}</span>\
-         <span class=\"ell\" title=\"{place}\">{place}</span><span class=\"ell mono culprit\" title=\"{culprit}\">{culprit}</span>\
+         <span class=\"ell\" title=\"{place}\">{place}</span><span class=\"ell mono culprit\" title=\"{culprit_full}\">{culprit}</span>\
          <span class=\"mono\">{time}</span></summary><div class=\"body\">",
         id = r.id,
         kind = r.kind.as_str(),
         kind_text = r.kind.as_str().replace('_', "-"),
         dur = fmt_ms(r.duration_ms),
         place = escape(&place),
-        culprit = escape(&blocked_in),
+        culprit = escape(short_function(&blocked_in)),
+        culprit_full = escape(&blocked_in),
         time = escape(time.trim_end_matches('Z')),
     );
     let mut meta = Vec::new();
@@ -361,7 +370,7 @@ fn stall(h: &mut String, r: &StallReport) {
         );
         let _ = write!(
             h,
-            "<p class=\"meta\">at {}: in <code>{}</code></p>",
+            "<p class=\"meta\">sampled again at {}: in <code>{}</code></p>",
             fmt_ms(s.at_ms),
             escape(&top)
         );
@@ -421,13 +430,14 @@ fn culprit(frames: &[Frame]) -> Option<&Frame> {
 /// Source files that belong to a dependency or the standard library, not the application.
 const LIBRARY_PATHS: &[&str] = &["/.cargo/registry/", "/.cargo/git/", "/rustc/", "/.rustup/"];
 
-/// A frame of the application: it has a source file outside the registry and std, and is
-/// not runtime machinery.
+/// A frame of the application: Rust source outside the registry and std (C libraries, with
+/// or without line tables, are not), and not runtime machinery.
 fn is_user(f: &Frame) -> bool {
     let Some(file) = f.file.as_deref() else {
         return false;
     };
-    !is_runtime_frame(f)
+    file.ends_with(".rs")
+        && !is_runtime_frame(f)
         && !LIBRARY_PATHS.iter().any(|p| file.contains(p))
         && !file.starts_with("/cargo/registry/")
         && !file.contains("/library/std/src/")
@@ -447,6 +457,40 @@ fn short_path(file: &str) -> &str {
         return rest.split_once('/').map_or(rest, |(_, r)| r);
     }
     file
+}
+
+/// The end of a function's path that names it: `app::db::Pool::get` → `Pool::get`,
+/// `app::handler::{{closure}}` → `handler::{{closure}}`, `app::checksum` → `checksum`.
+fn short_function(name: &str) -> &str {
+    // `::` at angle-bracket depth 0, so `<a::B as c::D>::poll` splits once.
+    let mut depth = 0i32;
+    let mut cuts = Vec::new();
+    let b = name.as_bytes();
+    for i in 0..b.len() {
+        match b[i] {
+            b'<' => depth += 1,
+            b'>' => depth -= 1,
+            b':' if depth == 0 && b.get(i + 1) == Some(&b':') && (i == 0 || b[i - 1] != b':') => {
+                cuts.push(i)
+            }
+            _ => {}
+        }
+    }
+    let last = match cuts.last() {
+        Some(&i) => &name[i + 2..],
+        None => return name,
+    };
+    let keep_previous = last.starts_with('{') || {
+        let prev_start = cuts.len().checked_sub(2).map_or(0, |j| cuts[j] + 2);
+        let prev = &name[prev_start..cuts[cuts.len() - 1]];
+        prev.starts_with(|c: char| c.is_ascii_uppercase() || c == '<')
+    };
+    if keep_previous {
+        let from = cuts.len().checked_sub(2).map_or(0, |j| cuts[j] + 2);
+        &name[from..]
+    } else {
+        last
+    }
 }
 
 fn fmt_ms(ms: f64) -> String {
@@ -500,6 +544,19 @@ mod tests {
         assert_eq!(refresh_of(q), Ok(Some(5)));
         assert_eq!(refresh_of(None), Ok(None));
         assert_eq!(refresh_of(Some("refresh=0")).unwrap_err().name, "refresh");
+    }
+
+    #[test]
+    fn function_names_are_shortened_to_what_names_them() {
+        assert_eq!(short_function("app::db::Pool::get"), "Pool::get");
+        assert_eq!(short_function("app::handler::{{closure}}"), "handler::{{closure}}");
+        assert_eq!(short_function("app::checksum"), "checksum");
+        assert_eq!(short_function("main"), "main");
+        assert_eq!(
+            short_function("<app::Foo as core::future::Future>::poll"),
+            "<app::Foo as core::future::Future>::poll"
+        );
+        assert_eq!(short_function("std::thread::sleep"), "sleep");
     }
 
     #[test]

@@ -117,9 +117,10 @@ impl Episodes {
         let report_sample = SAMPLE_AT
             .get(ep.samples_taken)
             .is_some_and(|&m| stuck_for >= self.shared.config.stall_threshold * m);
+        let reserved = (SAMPLE_AT.len() - ep.samples_taken.min(SAMPLE_AT.len())) as u32;
         let flame_sample = !report_sample
             && self.reporter.flame_has_room()
-            && self.sampler.due(&ep.flame, stuck_for);
+            && self.sampler.due(&ep.flame, stuck_for, reserved);
         if report_sample || flame_sample {
             let (status, raw) = self.capture(ep.thread.as_ref());
             ep.flame.captured(stuck_for, paused_for(&raw));

@@ -4,8 +4,8 @@
 //! `stall_sample_interval` (default 10 ms), each sample standing for the time since the
 //! previous one. Three limits keep that cheap for the application:
 //! - a pause budget: a sample is taken only while the stuck thread's total pause for captures
-//!   of this stall, plus the next one, stays within [`PAUSE_BUDGET_DIVISOR`]⁻¹ (1 %) of the
-//!   stall so far;
+//!   of this stall, plus the next one and the report's captures still to come, stays within
+//!   [`PAUSE_BUDGET_DIVISOR`]⁻¹ (1 %) of the stall so far;
 //! - at most [`MAX_SAMPLES_PER_STALL`] samples per stall (a hang keeps adding its time to its
 //!   last stack, see [`EXTEND_EVERY`]);
 //! - at most [`MAX_SAMPLES_PER_SECOND`] samples per second per agent, however many workers
@@ -82,8 +82,10 @@ impl Sampler {
         }
     }
 
-    /// Whether to take an extra sample of a stall that has lasted `stuck_for` now.
-    pub(crate) fn due(&mut self, s: &StallSampling, stuck_for: Duration) -> bool {
+    /// Whether to take an extra sample of a stall that has lasted `stuck_for` now, leaving
+    /// room in the budget for `reserved` more captures that will be taken anyway (the
+    /// report's own, at 2×, 4× and 8× the threshold).
+    pub(crate) fn due(&mut self, s: &StallSampling, stuck_for: Duration, reserved: u32) -> bool {
         if self.interval.is_zero() || s.captures >= MAX_SAMPLES_PER_STALL {
             return false;
         }
@@ -95,7 +97,7 @@ impl Sampler {
         } else {
             s.last_pause
         };
-        if (s.paused + next) * PAUSE_BUDGET_DIVISOR > stuck_for {
+        if (s.paused + next * (1 + reserved)) * PAUSE_BUDGET_DIVISOR > stuck_for {
             return false;
         }
         self.take_token(Instant::now())
@@ -125,14 +127,15 @@ mod tests {
         let mut sampler = Sampler::new(10 * MS);
         let mut s = StallSampling::default();
         s.captured(100 * MS, Duration::from_micros(100));
-        assert!(!sampler.due(&s, 105 * MS), "not before the interval");
-        assert!(sampler.due(&s, 110 * MS));
+        assert!(!sampler.due(&s, 105 * MS, 0), "not before the interval");
+        assert!(sampler.due(&s, 110 * MS, 0));
+        assert!(!sampler.due(&s, 110 * MS, 10), "room left for 10 more captures");
         s.captured(110 * MS, Duration::from_micros(100));
         // A thread that took 2 ms to answer: the next sample waits until 1 % of the stall
         // covers the pauses so far plus another 2 ms.
         s.captured(120 * MS, 2 * MS);
-        assert!(!sampler.due(&s, 200 * MS), "2.2 ms + 2 ms > 1 % of 200 ms");
-        assert!(sampler.due(&s, 500 * MS), "4.2 ms <= 5 ms");
+        assert!(!sampler.due(&s, 200 * MS, 0), "2.2 ms + 2 ms > 1 % of 200 ms");
+        assert!(sampler.due(&s, 500 * MS, 0), "4.2 ms <= 5 ms");
     }
 
     #[test]
@@ -140,11 +143,11 @@ mod tests {
         let mut sampler = Sampler::new(MS);
         let s = StallSampling::default();
         let taken = (0..1000)
-            .filter(|_| sampler.due(&s, Duration::from_secs(10)))
+            .filter(|_| sampler.due(&s, Duration::from_secs(10), 0))
             .count();
         // The burst, plus what refilled during the loop (microseconds).
         assert!((BURST as usize..BURST as usize + 3).contains(&taken), "{taken}");
-        assert!(!Sampler::new(Duration::ZERO).due(&s, Duration::from_secs(10)));
+        assert!(!Sampler::new(Duration::ZERO).due(&s, Duration::from_secs(10), 0));
     }
 
     #[test]

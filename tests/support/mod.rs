@@ -3,8 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod console;
 pub mod dashboards;
+pub mod flame;
 #[cfg(feature = "opentelemetry")]
 pub mod otlp;
 pub mod prometheus;

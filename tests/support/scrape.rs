@@ -306,11 +306,7 @@ impl Drop for Blocker {
 /// The path of an external tool (`promtool`, `prometheus`). Under CI (`CI` set) a missing
 /// tool fails the test: CI installs them. Locally the test is skipped, loudly.
 pub fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
+    let found = on_path(name);
     if found.is_none() {
         if std::env::var_os("CI").is_some() {
             panic!(
@@ -322,6 +318,15 @@ pub fn tool(name: &str) -> Option<PathBuf> {
         );
     }
     found
+}
+
+/// Where `name` is on `PATH`, if anywhere.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
 }
 
 /// A loopback port that was free a moment ago.

@@ -1,0 +1,90 @@
+//! `/stalls/folded` is blocked time by stack: its microseconds add up to the stalls'
+//! durations, a stall that moves from one function to another is split between them by the
+//! time it spent in each (the stack is sampled every 10 ms while the stall lasts, not only at
+//! 2×, 4× and 8× the threshold), the root frame is the spawn location in hooked mode, and
+//! `?stall=`, `?since=` and `?window=` select, a bad value being a 400 that names it.
+
+mod support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use support::flame::{folded, folded_when, time_in, total};
+use support::scrape;
+
+#[inline(never)]
+fn checksum_the_blocks(d: Duration) -> u64 {
+    support::busy_for(d)
+}
+
+#[inline(never)]
+fn compress_the_blocks(d: Duration) -> u64 {
+    support::busy_for(d)
+}
+
+#[test]
+fn folded_stacks_sum_to_the_sampled_time() {
+    let (rt, agent) = support::runtime_with(
+        pollwatch::Agent::builder()
+            .stall_threshold(Duration::from_millis(50))
+            .watchdog_tick(Duration::from_millis(5))
+            .http_addr(scrape::any_port()),
+    );
+    let addr = agent.http_addr().unwrap();
+    assert!(folded(addr, "").is_empty(), "nothing blocked yet");
+
+    let spawn_line = support::next_line(file!(), line!());
+    let task = rt.spawn(async {
+        checksum_the_blocks(Duration::from_millis(300)) ^ compress_the_blocks(Duration::from_millis(300))
+    });
+    rt.block_on(task).unwrap();
+    let done = support::wait_for(&agent, Duration::from_secs(5), |s| {
+        !s.is_empty() && s.iter().all(|r| !r.ongoing)
+    });
+    let stalls_ms: f64 = done.iter().map(|r| r.duration_ms).sum();
+    let ours = done
+        .iter()
+        .find(|r| r.duration_ms >= 550.0)
+        .unwrap_or_else(|| panic!("one stall of the whole poll: {done:#?}"));
+
+    let lines = folded_when(addr, "", (stalls_ms * 1000.0) as u64 - 200);
+    let sum_ms = total(&lines) as f64 / 1000.0;
+    eprintln!("{} stalls, {stalls_ms:.1} ms; folded total {sum_ms:.3} ms", done.len());
+    for (stack, us) in &lines {
+        eprintln!("  {us:>8} µs  {stack}");
+    }
+    // Exact up to rounding: durations to 0.1 ms, folded lines to 1 µs.
+    assert!(
+        (sum_ms - stalls_ms).abs() <= 0.1 + 0.001 * lines.len() as f64,
+        "folded total {sum_ms} ms, stalls {stalls_ms} ms"
+    );
+    // Both phases lasted 300 ms. Sampling only at 1×, 2×, 4× and 8× the threshold would
+    // give the first 200 ms and the second 400 ms.
+    let a = time_in(&lines, "checksum_the_blocks") as f64 / 1000.0;
+    let b = time_in(&lines, "compress_the_blocks") as f64 / 1000.0;
+    eprintln!("checksum_the_blocks {a:.1} ms, compress_the_blocks {b:.1} ms");
+    assert!((a - 300.0).abs() <= 60.0, "checksum_the_blocks: {a} ms of 300");
+    assert!((b - 300.0).abs() <= 60.0, "compress_the_blocks: {b} ms of 300");
+    if support::HOOKED {
+        let roots: Vec<_> = lines
+            .iter()
+            .filter(|(s, _)| s.contains("checksum_the_blocks"))
+            .map(|(s, _)| s.split(';').next().unwrap())
+            .collect();
+        let want = format!("spawned at {spawn_line}");
+        assert!(roots.iter().all(|r| r.starts_with(&want)), "{roots:?} vs {want}");
+    }
+
+    let one = folded(addr, &format!("?stall={}", ours.id));
+    let one_ms = total(&one) as f64 / 1000.0;
+    assert!((one_ms - ours.duration_ms).abs() <= 0.1 + 0.001 * one.len() as f64, "{one_ms} vs {ours:#?}");
+    assert_eq!(folded(addr, "?window=5m"), lines);
+    let later = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 60;
+    assert!(folded(addr, &format!("?since={later}")).is_empty());
+    assert_eq!(agent.encode_folded_stacks().lines().count(), lines.len());
+
+    for (query, name) in [("?window=soon", "window"), ("?since=yesterday", "since"), ("?stall=x", "stall")] {
+        let r = scrape::get(addr, &format!("/stalls/folded{query}")).unwrap();
+        assert_eq!(r.status, 400, "{query}: {r:?}");
+        assert!(r.body.contains(&format!("query parameter {name}=")), "{}", r.body);
+    }
+}
