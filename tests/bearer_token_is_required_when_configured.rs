@@ -1,5 +1,6 @@
-//! With `http_bearer_token` set, every endpoint answers 401 (with `WWW-Authenticate`)
-//! without the token or with a wrong one, and 200 with `Authorization: Bearer <token>`.
+//! With `http_bearer_token` set, every endpoint (the page and the flamegraph too) answers
+//! 401 (with `WWW-Authenticate`) without the token or with a wrong one, and 200 with
+//! `Authorization: Bearer <token>`.
 
 mod support;
 
@@ -16,11 +17,20 @@ fn bearer_token_is_required_when_configured() {
     );
     let addr = agent.http_addr().unwrap();
     let t = Duration::from_secs(5);
-    for path in ["/metrics", "/stalls", "/"] {
+    for path in [
+        "/metrics",
+        "/stalls",
+        "/",
+        "/index.html",
+        "/index.txt",
+        "/stalls/folded",
+        "/flamegraph.svg",
+    ] {
         let r = scrape::get_with(addr, "GET", path, &[], t).unwrap();
         assert_eq!(r.status, 401, "{path} without a token");
         assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
         assert!(!r.body.contains("tokio_"), "nothing leaks: {}", r.body);
+        assert!(!r.body.contains("<svg") && !r.body.contains("<html"), "{}", r.body);
         for wrong in [
             "Bearer s3cret-tokeN",
             "Bearer s3cret-token2",

@@ -72,8 +72,19 @@ fn flamegraph_svg_parses_and_names_the_culprit() {
         .iter()
         .find(|t| t.contains("rebuild_the_search_index"))
         .unwrap_or_else(|| panic!("no frame names the culprit: {titles:#?}"));
-    eprintln!("culprit frame: {culprit}");
-    assert!(culprit.contains("µs"), "{culprit}");
+    eprintln!("culprit frame: {culprit}; the stall: {} ms", stall.duration_ms);
+    // "name (431,759 µs, 100.00%)": the whole stall was spent in the culprit.
+    let us: f64 = culprit
+        .rsplit_once(" (")
+        .and_then(|(_, rest)| rest.split_once(" µs"))
+        .map(|(n, _)| n.replace(',', ""))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no µs in {culprit}"));
+    assert!(
+        (us / 1000.0 - stall.duration_ms).abs() <= 0.2,
+        "{culprit}: the stall lasted {} ms",
+        stall.duration_ms
+    );
     let heading = doc
         .descendants()
         .find(|n| n.attribute("id") == Some("title"))

@@ -167,7 +167,7 @@ fn tiles(
         if stalled > 0 { "bad" } else { "ok" },
         &stalled.to_string(),
         "stalled now",
-        &format!("of {workers_text} workers are stuck in one poll for over {threshold:?}"),
+        &format!("of {workers_text} workers are stuck in one poll for over {}", fmt_ms(threshold.as_secs_f64() * 1e3)),
     );
     tile(h, "ok", &workers_text, "workers", "in the runtime");
     tile(
@@ -333,13 +333,14 @@ fn stall(h: &mut String, r: &StallReport) {
         h,
         "<details class=\"stall\" id=\"stall-{id}\"><summary class=\"row\"><span class=\"id\">#{id}</span>\
          <span><span class=\"badge {kind}\">{kind_text}</span></span><span class=\"dur\">{dur}{ongoing}</span>\
-         <span class=\"ell\" title=\"{place}\">{place}</span><span class=\"ell mono culprit\" title=\"{culprit_full}\">{culprit}</span>\
+         <span class=\"ell\" title=\"{place_full}\">{place}</span><span class=\"ell mono culprit\" title=\"{culprit_full}\">{culprit}</span>\
          <span class=\"mono\">{time}</span></summary><div class=\"body\">",
         id = r.id,
         kind = r.kind.as_str(),
         kind_text = r.kind.as_str().replace('_', "-"),
         dur = fmt_ms(r.duration_ms),
-        place = escape(&place),
+        place = escape(&elide_left(&place, 44)),
+        place_full = escape(&place),
         culprit = escape(short_function(&blocked_in)),
         culprit_full = escape(&blocked_in),
         time = escape(time.trim_end_matches('Z')),
@@ -354,7 +355,12 @@ fn stall(h: &mut String, r: &StallReport) {
     if !r.thread.is_empty() {
         meta.push(format!("thread {} (tid {})", escape(&r.thread), r.tid));
     }
-    meta.push(format!("detection {:?}", r.detection).to_lowercase());
+    let detection = match r.detection {
+        crate::report::Detection::PollHook => "poll_hook",
+        crate::report::Detection::Probe => "probe",
+        crate::report::Detection::Worker => "worker",
+    };
+    meta.push(format!("detection {detection}"));
     meta.push(format!("capture {}", r.capture.as_str()));
     let _ = write!(
         h,
@@ -459,6 +465,17 @@ fn short_path(file: &str) -> &str {
     file
 }
 
+/// The last `max` characters of `s`, with `…` in front when cut: the end of a spawn
+/// location (file and line) is what tells it apart.
+fn elide_left(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_owned();
+    }
+    let tail: String = s.chars().skip(n - (max - 1)).collect();
+    format!("…{tail}")
+}
+
 /// The end of a function's path that names it: `app::db::Pool::get` → `Pool::get`,
 /// `app::handler::{{closure}}` → `handler::{{closure}}`, `app::checksum` → `checksum`.
 fn short_function(name: &str) -> &str {
@@ -557,6 +574,8 @@ mod tests {
             "<app::Foo as core::future::Future>::poll"
         );
         assert_eq!(short_function("std::thread::sleep"), "sleep");
+        assert_eq!(elide_left("tests/a_long_name.rs:52:9", 14), "…_name.rs:52:9");
+        assert_eq!(elide_left("src/a.rs:1:1", 14), "src/a.rs:1:1");
     }
 
     #[test]
