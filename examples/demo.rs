@@ -39,8 +39,11 @@
 //!   `/signup-fixed` (none), and the `/health` p50/p99 latency in each half. Attach mode
 //!   knows no spawn locations; there a stall counts for the half of the run it began in.
 //!
-//! While it runs, `curl 127.0.0.1:9464/metrics` and `curl 127.0.0.1:9464/stalls` show the same
-//! data as Prometheus metrics and JSON. The demo exits 0 when `/signup` caused at least one
+//! While it runs, open <http://127.0.0.1:9464/> in a browser: the stall page (stalled now,
+//! stalls per minute, scheduling lag, the flamegraph of blocked time with the RSA key
+//! generation under the `/signup` handler, and each stall with its stack; pass a longer
+//! duration, e.g. `-- 120`, to keep it up). `curl 127.0.0.1:9464/metrics` and
+//! `curl 127.0.0.1:9464/stalls` show the same data as Prometheus metrics and JSON. The demo exits 0 when `/signup` caused at least one
 //! stall and `/signup-fixed` none, and 1 otherwise, or when 127.0.0.1:9464 is already in use.
 
 use std::collections::{HashMap, HashSet};
@@ -475,6 +478,9 @@ fn main() {
     let metrics_served =
         TcpStream::connect_timeout(&metrics_addr, Duration::from_millis(300)).is_ok();
     if metrics_served {
+        println!(
+            "stall page: open http://{METRICS_ADDR}/ in a browser (flamegraph, stalls, health)"
+        );
         println!(
             "metrics: curl {METRICS_ADDR}/metrics   stalls as JSON: curl {METRICS_ADDR}/stalls"
         );

@@ -30,7 +30,11 @@ fn bearer_token_is_required_when_configured() {
         assert_eq!(r.status, 401, "{path} without a token");
         assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
         assert!(!r.body.contains("tokio_"), "nothing leaks: {}", r.body);
-        assert!(!r.body.contains("<svg") && !r.body.contains("<html"), "{}", r.body);
+        assert!(
+            !r.body.contains("<svg") && !r.body.contains("<html"),
+            "{}",
+            r.body
+        );
         for wrong in [
             "Bearer s3cret-tokeN",
             "Bearer s3cret-token2",

@@ -47,10 +47,15 @@ fn flamegraph_svg_parses_and_names_the_culprit() {
     assert_eq!(empty.status, 200);
     let doc = parse(&empty.body);
     assert_eq!(doc.root_element().tag_name().name(), "svg");
-    assert!(empty.body.contains("No blocked time recorded"), "{}", empty.body);
+    assert!(
+        empty.body.contains("No blocked time recorded"),
+        "{}",
+        empty.body
+    );
 
     let spawn_line = support::next_line(file!(), line!());
-    rt.block_on(rt.spawn(async { rebuild_the_search_index() })).unwrap();
+    rt.block_on(rt.spawn(async { rebuild_the_search_index() }))
+        .unwrap();
     let stall = support::symbolized(&agent);
     // The last samples reach the table a moment after the report is complete.
     support::flame::folded_when(addr, "", (stall.duration_ms * 1000.0) as u64 - 200);
@@ -61,18 +66,27 @@ fn flamegraph_svg_parses_and_names_the_culprit() {
     let doc = parse(&r.body);
     let svg = doc.root_element();
     assert_eq!(svg.tag_name().name(), "svg");
-    assert_eq!(svg.tag_name().namespace(), Some("http://www.w3.org/2000/svg"));
+    assert_eq!(
+        svg.tag_name().namespace(),
+        Some("http://www.w3.org/2000/svg")
+    );
     assert!(
         doc.descendants().any(|n| n.has_tag_name("script")),
         "inferno's script (zoom, search) is inline"
     );
-    assert!(!r.body.contains("href=\"http"), "nothing external is loaded");
+    assert!(
+        !r.body.contains("href=\"http"),
+        "nothing external is loaded"
+    );
     let titles = titles_of(&doc);
     let culprit = titles
         .iter()
         .find(|t| t.contains("rebuild_the_search_index"))
         .unwrap_or_else(|| panic!("no frame names the culprit: {titles:#?}"));
-    eprintln!("culprit frame: {culprit}; the stall: {} ms", stall.duration_ms);
+    eprintln!(
+        "culprit frame: {culprit}; the stall: {} ms",
+        stall.duration_ms
+    );
     // "name (431,759 µs, 100.00%)": the whole stall was spent in the culprit.
     let us: f64 = culprit
         .rsplit_once(" (")
@@ -96,7 +110,10 @@ fn flamegraph_svg_parses_and_names_the_culprit() {
             .iter()
             .find(|t| t.starts_with("spawned at "))
             .unwrap_or_else(|| panic!("no spawn-location frame: {titles:#?}"));
-        assert!(root.starts_with(&format!("spawned at {spawn_line}")), "{root}");
+        assert!(
+            root.starts_with(&format!("spawned at {spawn_line}")),
+            "{root}"
+        );
     }
     assert!(
         String::from_utf8(agent.encode_flamegraph_svg())
@@ -108,8 +125,14 @@ fn flamegraph_svg_parses_and_names_the_culprit() {
     // Another stall's flamegraph: none there.
     let r = scrape::get(addr, &format!("/flamegraph.svg?stall={}", stall.id + 1000)).unwrap();
     let doc = parse(&r.body);
-    assert!(!titles_of(&doc).iter().any(|t| t.contains("rebuild_the_search_index")));
-    assert!(r.body.contains("No blocked time recorded in stall #"), "{}", r.body);
+    assert!(!titles_of(&doc)
+        .iter()
+        .any(|t| t.contains("rebuild_the_search_index")));
+    assert!(
+        r.body.contains("No blocked time recorded in stall #"),
+        "{}",
+        r.body
+    );
     let r = scrape::get(addr, "/flamegraph.svg?window=-3").unwrap();
     assert_eq!(r.status, 400);
     assert!(r.body.contains("window=\"-3\""), "{}", r.body);

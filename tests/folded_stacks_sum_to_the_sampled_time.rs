@@ -34,7 +34,8 @@ fn folded_stacks_sum_to_the_sampled_time() {
 
     let spawn_line = support::next_line(file!(), line!());
     let task = rt.spawn(async {
-        checksum_the_blocks(Duration::from_millis(300)) ^ compress_the_blocks(Duration::from_millis(300))
+        checksum_the_blocks(Duration::from_millis(300))
+            ^ compress_the_blocks(Duration::from_millis(300))
     });
     rt.block_on(task).unwrap();
     let done = support::wait_for(&agent, Duration::from_secs(5), |s| {
@@ -48,7 +49,10 @@ fn folded_stacks_sum_to_the_sampled_time() {
 
     let lines = folded_when(addr, "", (stalls_ms * 1000.0) as u64 - 200);
     let sum_ms = total(&lines) as f64 / 1000.0;
-    eprintln!("{} stalls, {stalls_ms:.1} ms; folded total {sum_ms:.3} ms", done.len());
+    eprintln!(
+        "{} stalls, {stalls_ms:.1} ms; folded total {sum_ms:.3} ms",
+        done.len()
+    );
     for (stack, us) in &lines {
         eprintln!("  {us:>8} µs  {stack}");
     }
@@ -62,8 +66,14 @@ fn folded_stacks_sum_to_the_sampled_time() {
     let a = time_in(&lines, "checksum_the_blocks") as f64 / 1000.0;
     let b = time_in(&lines, "compress_the_blocks") as f64 / 1000.0;
     eprintln!("checksum_the_blocks {a:.1} ms, compress_the_blocks {b:.1} ms");
-    assert!((a - 300.0).abs() <= 60.0, "checksum_the_blocks: {a} ms of 300");
-    assert!((b - 300.0).abs() <= 60.0, "compress_the_blocks: {b} ms of 300");
+    assert!(
+        (a - 300.0).abs() <= 60.0,
+        "checksum_the_blocks: {a} ms of 300"
+    );
+    assert!(
+        (b - 300.0).abs() <= 60.0,
+        "compress_the_blocks: {b} ms of 300"
+    );
     if support::HOOKED {
         let roots: Vec<_> = lines
             .iter()
@@ -71,20 +81,38 @@ fn folded_stacks_sum_to_the_sampled_time() {
             .map(|(s, _)| s.split(';').next().unwrap())
             .collect();
         let want = format!("spawned at {spawn_line}");
-        assert!(roots.iter().all(|r| r.starts_with(&want)), "{roots:?} vs {want}");
+        assert!(
+            roots.iter().all(|r| r.starts_with(&want)),
+            "{roots:?} vs {want}"
+        );
     }
 
     let one = folded(addr, &format!("?stall={}", ours.id));
     let one_ms = total(&one) as f64 / 1000.0;
-    assert!((one_ms - ours.duration_ms).abs() <= 0.1 + 0.001 * one.len() as f64, "{one_ms} vs {ours:#?}");
+    assert!(
+        (one_ms - ours.duration_ms).abs() <= 0.1 + 0.001 * one.len() as f64,
+        "{one_ms} vs {ours:#?}"
+    );
     assert_eq!(folded(addr, "?window=5m"), lines);
-    let later = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 60;
+    let later = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
     assert!(folded(addr, &format!("?since={later}")).is_empty());
     assert_eq!(agent.encode_folded_stacks().lines().count(), lines.len());
 
-    for (query, name) in [("?window=soon", "window"), ("?since=yesterday", "since"), ("?stall=x", "stall")] {
+    for (query, name) in [
+        ("?window=soon", "window"),
+        ("?since=yesterday", "since"),
+        ("?stall=x", "stall"),
+    ] {
         let r = scrape::get(addr, &format!("/stalls/folded{query}")).unwrap();
         assert_eq!(r.status, 400, "{query}: {r:?}");
-        assert!(r.body.contains(&format!("query parameter {name}=")), "{}", r.body);
+        assert!(
+            r.body.contains(&format!("query parameter {name}=")),
+            "{}",
+            r.body
+        );
     }
 }

@@ -55,7 +55,9 @@ fn stall_page_shows_the_stall_and_the_flamegraph_in_a_browser() {
         // Idle in between: attach mode tells two back-to-back long polls apart only when
         // the worker parks between them.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        tokio::spawn(async { read_the_config_file() }).await.unwrap();
+        tokio::spawn(async { read_the_config_file() })
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     });
     // Another thread holds the lock until the test is done (30 s at most).
@@ -87,7 +89,10 @@ fn stall_page_shows_the_stall_and_the_flamegraph_in_a_browser() {
     b.open(&format!("http://{addr}/"));
 
     assert!(
-        b.eval("return document.title").as_str().unwrap().contains("checkout"),
+        b.eval("return document.title")
+            .as_str()
+            .unwrap()
+            .contains("checkout"),
         "title names the runtime"
     );
     let tile = |name: &str| {
@@ -111,15 +116,24 @@ fn stall_page_shows_the_stall_and_the_flamegraph_in_a_browser() {
         "newest first: {rows:?}"
     );
     assert!(rows[0].contains("off-cpu"), "a lock wait: {rows:?}");
-    assert!(rows[1].contains("read_the_config_file") && rows[1].contains("off-cpu"), "{rows:?}");
-    assert!(rows[2].contains("verify_the_signature") && rows[2].contains("cpu"), "{rows:?}");
+    assert!(
+        rows[1].contains("read_the_config_file") && rows[1].contains("off-cpu"),
+        "{rows:?}"
+    );
+    assert!(
+        rows[2].contains("verify_the_signature") && rows[2].contains("cpu"),
+        "{rows:?}"
+    );
 
     // Expanding a stall shows the application's frames first.
     let first = b.eval(
         "const d = document.querySelectorAll('details.stall')[2]; d.open = true; \
          return d.querySelector('ol.stack li').innerText",
     );
-    assert!(first.as_str().unwrap().contains("verify_the_signature"), "{first}");
+    assert!(
+        first.as_str().unwrap().contains("verify_the_signature"),
+        "{first}"
+    );
 
     // The flamegraph: inferno's SVG in its frame, its script has run, and it zooms.
     let frames = b.wait_for(
@@ -130,18 +144,34 @@ fn stall_page_shows_the_stall_and_the_flamegraph_in_a_browser() {
         Duration::from_secs(10),
     );
     let frames: Vec<String> = serde_json::from_value(frames).expect("the flamegraph is drawn");
-    assert!(frames.iter().any(|t| t.contains("verify_the_signature")), "{frames:#?}");
-    assert!(frames.iter().any(|t| t.contains("read_the_config_file")), "{frames:#?}");
-    assert!(frames.iter().any(|t| t.contains("wait_for_the_cache_lock")), "an ongoing stall is drawn too");
-    let height = b.eval("return document.querySelector('iframe.flame').getBoundingClientRect().height");
-    assert!(height.as_f64().unwrap() > 100.0, "the frame fits the drawing: {height}");
+    assert!(
+        frames.iter().any(|t| t.contains("verify_the_signature")),
+        "{frames:#?}"
+    );
+    assert!(
+        frames.iter().any(|t| t.contains("read_the_config_file")),
+        "{frames:#?}"
+    );
+    assert!(
+        frames.iter().any(|t| t.contains("wait_for_the_cache_lock")),
+        "an ongoing stall is drawn too"
+    );
+    let height =
+        b.eval("return document.querySelector('iframe.flame').getBoundingClientRect().height");
+    assert!(
+        height.as_f64().unwrap() > 100.0,
+        "the frame fits the drawing: {height}"
+    );
     let zoomed = b.eval(
         "const d = document.querySelector('iframe.flame').contentDocument; \
          const t = [...d.querySelectorAll('#frames g > title')].find(t => t.textContent.includes('read_the_config_file')); \
          t.parentNode.dispatchEvent(new MouseEvent('click', {bubbles: true})); \
          return !d.getElementById('unzoom').classList.contains('hide')",
     );
-    assert_eq!(zoomed, true, "clicking a frame zooms (the reset button appears)");
+    assert_eq!(
+        zoomed, true,
+        "clicking a frame zooms (the reset button appears)"
+    );
     b.eval(
         "const d = document.querySelector('iframe.flame').contentDocument; \
          d.getElementById('unzoom').dispatchEvent(new MouseEvent('click', {bubbles: true})); \
@@ -154,7 +184,13 @@ fn stall_page_shows_the_stall_and_the_flamegraph_in_a_browser() {
     assert!(size.0 >= 1000 && size.1 >= 800, "{size:?}");
     let shot = dir.join("stall-page.png");
     std::fs::write(&shot, &png).unwrap();
-    eprintln!("screenshot: {} ({} KiB, {}x{})", shot.display(), png.len() / 1024, size.0, size.1);
+    eprintln!(
+        "screenshot: {} ({} KiB, {}x{})",
+        shot.display(),
+        png.len() / 1024,
+        size.0,
+        size.1
+    );
     if let Some(to) = std::env::var_os("POLLWATCH_SCREENSHOT_TO") {
         std::fs::copy(&shot, &to).unwrap();
     }

@@ -54,6 +54,10 @@ const RUNTIME_FILES: &[&str] = &[
     "/library/alloc/src/boxed.rs",
 ];
 
+/// tokio's source directories of the scheduler, task harness, cooperative budget and its
+/// cell and lock wrappers.
+const TOKIO_RUNTIME_DIRS: &[&str] = &["/src/runtime/", "/src/task/", "/src/loom/", "/src/util/"];
+
 /// pollwatch's own sources, wherever the crate was built from.
 const OWN_SOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
 
@@ -69,7 +73,10 @@ pub(crate) fn is_runtime(frame: &Frame) -> bool {
     let Some(file) = frame.file.as_deref() else {
         return false;
     };
-    let tokio_runtime = file.contains("/tokio-") && file.contains("/src/runtime/");
+    // The same modules as the `tokio::…` name prefixes above, for line-tables-only builds
+    // whose inlined frames are named like `with_budget<…>` without their module path.
+    let tokio_runtime =
+        file.contains("/tokio-") && TOKIO_RUNTIME_DIRS.iter().any(|d| file.contains(d));
     tokio_runtime || file.starts_with(OWN_SOURCES) || RUNTIME_FILES.iter().any(|p| file.contains(p))
 }
 

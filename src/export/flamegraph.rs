@@ -2,7 +2,7 @@
 //! interactive SVG (its script zooms on click, searches with Ctrl-F, shows each frame's
 //! time on hover). Nothing external is loaded.
 
-use crate::stats::flame::{FlameTable, Filter};
+use crate::stats::flame::{Filter, FlameTable};
 
 /// The `Content-Type` of the SVG.
 pub const CONTENT_TYPE: &str = "image/svg+xml";

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::stats::flame::{FlameTable, Filter};
+use crate::stats::flame::{Filter, FlameTable};
 
 /// The `Content-Type` of the folded output.
 #[cfg(feature = "http")]
@@ -52,7 +52,11 @@ impl Selection {
         let mut sel = Selection::default();
         let mut since = None;
         let mut labels = Vec::new();
-        for (name, value) in query.unwrap_or("").split('&').filter_map(|p| p.split_once('=')) {
+        for (name, value) in query
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+        {
             let value = percent_decode(value);
             match name {
                 "window" if !value.is_empty() => {
@@ -117,7 +121,9 @@ pub(crate) fn encode(table: &FlameTable, filter: &Filter) -> String {
 /// `30s`, `5m`, `1h`, `2d`, `250ms` or a bare number of seconds.
 fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let n: f64 = number.parse().ok()?;
     let scale = match unit {
@@ -189,16 +195,14 @@ pub(crate) fn percent_decode(s: &str) -> String {
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
         match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             c => out.push(c),
         }
@@ -230,9 +234,17 @@ mod tests {
             parse_time("2026-11-22T02:30:00.123Z"),
             Some(at(1_795_314_600) + Duration::from_millis(123))
         );
-        assert_eq!(parse_time("2000-02-29T00:00:00+00:00"), Some(at(951_782_400)));
+        assert_eq!(
+            parse_time("2000-02-29T00:00:00+00:00"),
+            Some(at(951_782_400))
+        );
         assert_eq!(parse_time("1795314600"), Some(at(1_795_314_600)));
-        for bad in ["2026-11-22", "2026-13-01T00:00:00Z", "2026-11-22T02:30:00+01:00", "soon"] {
+        for bad in [
+            "2026-11-22",
+            "2026-13-01T00:00:00Z",
+            "2026-11-22T02:30:00+01:00",
+            "soon",
+        ] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
     }
@@ -255,8 +267,18 @@ mod tests {
             e.to_string(),
             "invalid query parameter window=\"soon\": expected a duration like 30s, 5m, 1h or 2d, or a number of seconds"
         );
-        assert_eq!(Selection::from_query(Some("stall=x"), now).unwrap_err().name, "stall");
-        assert_eq!(Selection::from_query(Some("since=y"), now).unwrap_err().name, "since");
+        assert_eq!(
+            Selection::from_query(Some("stall=x"), now)
+                .unwrap_err()
+                .name,
+            "stall"
+        );
+        assert_eq!(
+            Selection::from_query(Some("since=y"), now)
+                .unwrap_err()
+                .name,
+            "since"
+        );
     }
 
     #[test]

@@ -126,7 +126,12 @@ pub(crate) fn render(source: &Source, req: &Request<'_>) -> String {
         shared.config.stall_threshold,
     );
     flame_section(&mut h, shared, req);
-    stalls_section(&mut h, &view.stalls, view.stalls_total, shared.config.stall_threshold);
+    stalls_section(
+        &mut h,
+        &view.stalls,
+        view.stalls_total,
+        shared.config.stall_threshold,
+    );
     let refresh_link = match req.refresh {
         Some(_) => format!(
             "<a href=\"./{}\">stop refreshing</a>",
@@ -134,14 +139,18 @@ pub(crate) fn render(source: &Source, req: &Request<'_>) -> String {
         ),
         None => format!(
             "<a href=\"./{}\">refresh every 5 s</a>",
-            link(req.query, &["window", "since", "stall"], &[("refresh", "5")])
+            link(
+                req.query,
+                &["window", "since", "stall"],
+                &[("refresh", "5")]
+            )
         ),
     };
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "</main><footer>Read at {now} · stall threshold {threshold:?} · <a href=\"./{again}\">reload</a> · \
-         {refresh_link}</footer><script>{SCRIPT}</script></body></html>\n",
-        threshold = shared.config.stall_threshold,
+        "</main><footer>Read at {now} · stall threshold {threshold} · <a href=\"./{again}\">reload</a> · \
+         {refresh_link}</footer><script>{SCRIPT}</script></body></html>",
+        threshold = fmt_ms(shared.config.stall_threshold.as_secs_f64() * 1e3),
         again = link(req.query, &["window", "since", "stall", "refresh"], &[]),
     );
     h
@@ -158,7 +167,10 @@ fn tiles(
     let over = if recent.over + std::time::Duration::from_secs(1) >= WINDOW {
         "last minute".to_owned()
     } else {
-        format!("last {} s (since the page server started)", recent.over.as_secs().max(1))
+        format!(
+            "last {} s (since the page server started)",
+            recent.over.as_secs().max(1)
+        )
     };
     h.push_str("<section class=\"tiles\">");
     let workers_text = workers.map_or("?".to_owned(), |w| w.to_string());
@@ -167,7 +179,10 @@ fn tiles(
         if stalled > 0 { "bad" } else { "ok" },
         &stalled.to_string(),
         "stalled now",
-        &format!("of {workers_text} workers are stuck in one poll for over {}", fmt_ms(threshold.as_secs_f64() * 1e3)),
+        &format!(
+            "of {workers_text} workers are stuck in one poll for over {}",
+            fmt_ms(threshold.as_secs_f64() * 1e3)
+        ),
     );
     tile(h, "ok", &workers_text, "workers", "in the runtime");
     tile(
@@ -217,11 +232,7 @@ fn flame_section(h: &mut String, shared: &crate::state::Shared, req: &Request<'_
     );
     for (window, name) in WINDOWS {
         let current = sel.window.as_deref() == window && sel.filter.stall.is_none();
-        let href = link(
-            req.query,
-            &["refresh"],
-            &[("window", window.unwrap_or(""))],
-        );
+        let href = link(req.query, &["refresh"], &[("window", window.unwrap_or(""))]);
         let class = if current { " class=\"on\"" } else { "" };
         let _ = write!(h, "<a{class} href=\"./{href}\">{name}</a>");
     }
@@ -400,9 +411,17 @@ fn stack(h: &mut String, frames: &[Frame]) {
             } else {
                 "lib"
             };
-            let _ = write!(h, "<li class=\"{class}\"><code>{}</code>", escape(&f.function));
+            let _ = write!(
+                h,
+                "<li class=\"{class}\"><code>{}</code>",
+                escape(&f.function)
+            );
             if let (Some(file), Some(line)) = (&f.file, f.line) {
-                let _ = write!(h, "<span class=\"loc\">{}:{line}</span>", escape(short_path(file)));
+                let _ = write!(
+                    h,
+                    "<span class=\"loc\">{}:{line}</span>",
+                    escape(short_path(file))
+                );
             }
             h.push_str("</li>");
         }
@@ -544,19 +563,31 @@ mod tests {
         ];
         assert_eq!(culprit(&frames).unwrap().function, "app::read_config");
         assert_eq!(culprit(&frames[..2]).unwrap().function, "clock_nanosleep");
-        assert_eq!(short_path(frames[3].file.as_deref().unwrap()), "tokio-1.47.0/src/runtime/task/harness.rs");
-        assert_eq!(short_path(frames[1].file.as_deref().unwrap()), "library/std/src/thread/mod.rs");
+        assert_eq!(
+            short_path(frames[3].file.as_deref().unwrap()),
+            "tokio-1.47.0/src/runtime/task/harness.rs"
+        );
+        assert_eq!(
+            short_path(frames[1].file.as_deref().unwrap()),
+            "library/std/src/thread/mod.rs"
+        );
         let mut h = String::new();
         stack(&mut h, &frames);
         let user = h.find("app::read_config").unwrap();
-        assert!(user < h.find("clock_nanosleep").unwrap(), "user frames first: {h}");
+        assert!(
+            user < h.find("clock_nanosleep").unwrap(),
+            "user frames first: {h}"
+        );
     }
 
     #[test]
     fn links_keep_the_selection_and_refresh_is_checked() {
         let q = Some("window=5m&refresh=5&x=1");
         assert_eq!(link(q, &["window"], &[]), "?window=5m");
-        assert_eq!(link(q, &["window", "refresh"], &[("window", "1h")]), "?refresh=5&amp;window=1h");
+        assert_eq!(
+            link(q, &["window", "refresh"], &[("window", "1h")]),
+            "?refresh=5&amp;window=1h"
+        );
         assert_eq!(link(q, &["refresh"], &[("window", "")]), "?refresh=5");
         assert_eq!(refresh_of(q), Ok(Some(5)));
         assert_eq!(refresh_of(None), Ok(None));
@@ -566,7 +597,10 @@ mod tests {
     #[test]
     fn function_names_are_shortened_to_what_names_them() {
         assert_eq!(short_function("app::db::Pool::get"), "Pool::get");
-        assert_eq!(short_function("app::handler::{{closure}}"), "handler::{{closure}}");
+        assert_eq!(
+            short_function("app::handler::{{closure}}"),
+            "handler::{{closure}}"
+        );
         assert_eq!(short_function("app::checksum"), "checksum");
         assert_eq!(short_function("main"), "main");
         assert_eq!(
@@ -574,7 +608,10 @@ mod tests {
             "<app::Foo as core::future::Future>::poll"
         );
         assert_eq!(short_function("std::thread::sleep"), "sleep");
-        assert_eq!(elide_left("tests/a_long_name.rs:52:9", 14), "…_name.rs:52:9");
+        assert_eq!(
+            elide_left("tests/a_long_name.rs:52:9", 14),
+            "…_name.rs:52:9"
+        );
         assert_eq!(elide_left("src/a.rs:1:1", 14), "src/a.rs:1:1");
     }
 

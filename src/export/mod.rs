@@ -66,6 +66,21 @@ impl Agent {
         flamegraph::render(table, &Default::default(), &labels)
     }
 
+    /// Not part of the API: `(stack samples, blocked time, target pause)` over every record of
+    /// the flamegraph table, for the sampling benchmark.
+    #[doc(hidden)]
+    pub fn __flame_totals(&self) -> (u64, std::time::Duration, std::time::Duration) {
+        let t = self
+            .shared()
+            .map(|s| s.flame.totals(&Default::default()))
+            .unwrap_or_default();
+        (
+            t.samples,
+            std::time::Duration::from_nanos(t.weight_ns),
+            std::time::Duration::from_nanos(t.paused_ns),
+        )
+    }
+
     /// pollwatch's metrics as a `prometheus::core::Collector`, to register into a registry
     /// you already expose (see also [`Agent::register`]). The collector keeps reading this
     /// agent's state after the `Agent` itself is dropped (values then stop moving).

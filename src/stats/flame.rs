@@ -220,7 +220,11 @@ impl Inner {
     /// The id `folded` would be recorded under, if that stack is in the table already.
     fn known(&self, folded: &str) -> Option<u32> {
         let id = self.index.get(folded);
-        let other = || (self.live >= MAX_STACKS).then(|| self.index.get(OTHER_STACKS)).flatten();
+        let other = || {
+            (self.live >= MAX_STACKS)
+                .then(|| self.index.get(OTHER_STACKS))
+                .flatten()
+        };
         id.or_else(other).copied()
     }
 
@@ -407,7 +411,10 @@ mod tests {
         assert_eq!(t.distinct_stacks(), 1);
         assert_eq!(t.folded(&Filter::default()).len(), 1);
         let total = t.totals(&Filter::default()).weight_ns + t.lifetime().evicted_ns;
-        assert_eq!(total, (MAX_STACKS as u64 + 50 + MAX_RECORDS as u64 * 2) * 1_000_000);
+        assert_eq!(
+            total,
+            (MAX_STACKS as u64 + 50 + MAX_RECORDS as u64 * 2) * 1_000_000
+        );
     }
 
     #[test]
@@ -426,11 +433,19 @@ mod tests {
             "spawned at src/main.rs:3:5;<[u8, 4] as app::Load>::load;app::read_config;std::thread::sleep"
         );
         assert_eq!(fold_stack(None, &[]), "[empty stack]");
-        let deep: Vec<_> = (0..MAX_FRAMES + 3).map(|i| frame(&format!("app::f{i}"))).collect();
+        let deep: Vec<_> = (0..MAX_FRAMES + 3)
+            .map(|i| frame(&format!("app::f{i}")))
+            .collect();
         let folded = fold_stack(None, &deep);
-        assert!(folded.starts_with("[3 outer frames not shown];app::f127;"), "{folded}");
+        assert!(
+            folded.starts_with("[3 outer frames not shown];app::f127;"),
+            "{folded}"
+        );
         assert!(folded.ends_with(";app::f0"), "{folded}");
         let long = frame(&"x".repeat(1000));
-        assert_eq!(fold_stack(None, &[long]).chars().count(), MAX_FRAME_CHARS + 1);
+        assert_eq!(
+            fold_stack(None, &[long]).chars().count(),
+            MAX_FRAME_CHARS + 1
+        );
     }
 }

@@ -88,9 +88,8 @@ impl Reporter {
         let (tx, rx) = channel();
         let pending = Arc::new(Pending::default());
         let (s, p) = (shared.clone(), pending.clone());
-        let thread = crate::os_thread::spawn_named("pollwatch-symbolizer", move || {
-            run(s, rx, &p, warm_up)
-        })?;
+        let thread =
+            crate::os_thread::spawn_named("pollwatch-symbolizer", move || run(s, rx, &p, warm_up))?;
         Ok((
             Reporter {
                 tx,

@@ -129,12 +129,18 @@ mod tests {
         s.captured(100 * MS, Duration::from_micros(100));
         assert!(!sampler.due(&s, 105 * MS, 0), "not before the interval");
         assert!(sampler.due(&s, 110 * MS, 0));
-        assert!(!sampler.due(&s, 110 * MS, 10), "room left for 10 more captures");
+        assert!(
+            !sampler.due(&s, 110 * MS, 10),
+            "room left for 10 more captures"
+        );
         s.captured(110 * MS, Duration::from_micros(100));
         // A thread that took 2 ms to answer: the next sample waits until 1 % of the stall
         // covers the pauses so far plus another 2 ms.
         s.captured(120 * MS, 2 * MS);
-        assert!(!sampler.due(&s, 200 * MS, 0), "2.2 ms + 2 ms > 1 % of 200 ms");
+        assert!(
+            !sampler.due(&s, 200 * MS, 0),
+            "2.2 ms + 2 ms > 1 % of 200 ms"
+        );
         assert!(sampler.due(&s, 500 * MS, 0), "4.2 ms <= 5 ms");
     }
 
@@ -146,7 +152,10 @@ mod tests {
             .filter(|_| sampler.due(&s, Duration::from_secs(10), 0))
             .count();
         // The burst, plus what refilled during the loop (microseconds).
-        assert!((BURST as usize..BURST as usize + 3).contains(&taken), "{taken}");
+        assert!(
+            (BURST as usize..BURST as usize + 3).contains(&taken),
+            "{taken}"
+        );
         assert!(!Sampler::new(Duration::ZERO).due(&s, Duration::from_secs(10), 0));
     }
 

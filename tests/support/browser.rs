@@ -60,7 +60,10 @@ impl Browser {
         };
         let start = Instant::now();
         while b.call("GET", "/status", None).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(20), "chromedriver did not answer");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "chromedriver did not answer"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let profile = dir.join("profile");

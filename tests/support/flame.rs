@@ -14,7 +14,9 @@ pub fn folded(addr: SocketAddr, query: &str) -> Vec<(String, u64)> {
         .lines()
         .map(|line| {
             let (stack, count) = line.rsplit_once(' ').expect("`stack count`");
-            let count = count.parse().unwrap_or_else(|_| panic!("bad count in {line:?}"));
+            let count = count
+                .parse()
+                .unwrap_or_else(|_| panic!("bad count in {line:?}"));
             assert!(!stack.is_empty() && !stack.contains('\n'), "{line:?}");
             (stack.to_string(), count)
         })
