@@ -296,12 +296,12 @@ fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-type Body = Result<(Vec<u8>, &'static str), crate::export::folded::BadParameter>;
+type Body = Result<(Vec<u8>, &'static str), crate::export::query::BadParameter>;
 
 fn selection(
     req: &Request<Incoming>,
-) -> Result<crate::export::folded::Selection, crate::export::folded::BadParameter> {
-    crate::export::folded::Selection::from_query(req.uri().query(), std::time::SystemTime::now())
+) -> Result<crate::export::query::Selection, crate::export::query::BadParameter> {
+    crate::export::query::Selection::from_query(req.uri().query(), std::time::SystemTime::now())
 }
 
 /// A browser asks for HTML first; `curl`, Prometheus and scripts send `*/*` or nothing.

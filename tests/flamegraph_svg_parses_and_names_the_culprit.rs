@@ -3,6 +3,8 @@
 //! injected stall was stuck in; in hooked mode the frame below it is the spawn location.
 //! A selection with no blocked time is still a valid SVG that says so.
 
+#![cfg(feature = "flamegraph")]
+
 mod support;
 
 use std::time::Duration;

@@ -5,6 +5,8 @@
 //! script ran; clicking a frame zooms). A screenshot is saved under the test's temp dir (and
 //! copied to `$POLLWATCH_SCREENSHOT_TO` when set, which is how `docs/stall-page.png` is made).
 
+#![cfg(feature = "flamegraph")]
+
 mod support;
 
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 //! interactive SVG (its script zooms on click, searches with Ctrl-F, shows each frame's
 //! time on hover). Nothing external is loaded.
 
+use super::html::escape;
 use crate::stats::flame::{Filter, FlameTable};
 
 /// The `Content-Type` of the SVG.
@@ -75,22 +76,6 @@ fn message(labels: &Labels<'_>, text: &str) -> Vec<u8> {
         escape(text)
     )
     .into_bytes()
-}
-
-/// Text for XML and HTML: `&`, `<`, `>`, `"` and `'` escaped.
-pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

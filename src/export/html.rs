@@ -10,8 +10,7 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use super::flamegraph::escape;
-use super::folded::{BadParameter, Selection};
+use super::query::{BadParameter, Selection};
 use crate::capture::{fold_runtime_frames, is_runtime_frame, Frame};
 use crate::report::{rfc3339_millis, StallReport};
 use crate::sampler::Source;
@@ -60,6 +59,22 @@ pub(crate) fn refresh_of(query: Option<&str>) -> Result<Option<u32>, BadParamete
             expected: "a number of seconds from 1 to 3600",
         }),
     }
+}
+
+/// Text for XML and HTML: `&`, `<`, `>`, `"` and `'` escaped.
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn params(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {

@@ -13,6 +13,8 @@ pub(crate) mod json;
 #[cfg(feature = "opentelemetry")]
 pub(crate) mod otel;
 pub(crate) mod prometheus;
+#[cfg(feature = "http")]
+pub(crate) mod query;
 
 use crate::sampler::Source;
 use crate::Agent;

@@ -75,6 +75,7 @@ pub(crate) struct Totals {
 }
 
 /// Counts over the table's whole life.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Lifetime {
     /// Blocked time of records that fell out of the ring.
@@ -203,6 +204,7 @@ impl FlameTable {
         t
     }
 
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn lifetime(&self) -> Lifetime {
         Lifetime {
             evicted_ns: self.lock().evicted_ns,

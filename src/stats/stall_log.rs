@@ -122,6 +122,7 @@ impl StallLog {
     }
 
     /// Every stall since start (`stalls_total`), without copying the ring.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn total(&self) -> u64 {
         self.lock().total
     }
