@@ -2,10 +2,10 @@
 //!
 //! While a stall lasts the watchdog samples the stuck thread's stack (see
 //! `watchdog::sampling`); the symbolizer folds each sample into one line of the classic folded
-//! format (`root;outer;…;inner`) and adds it here with the time it stands for: the time since
-//! the stall's previous sample (the first one: since the stall began), and at the end the time
-//! since the last one. So the weights of one stall add up to its duration, and the table's
-//! total is blocked time, not a sample count.
+//! format (`root;outer;…;inner`) and adds it here with the time it stands for: the first
+//! sample the stall so far, then half of each gap to each of the two samples around it, and
+//! at the end the time since the last one. So the weights of one stall add up to its
+//! duration, and the table's total is blocked time, not a sample count.
 //!
 //! Bounded in every direction: at most [`MAX_STACKS`] distinct stacks (then one
 //! [`OTHER_STACKS`] line), at most [`MAX_RECORDS`] records (the oldest fall out and are

@@ -42,7 +42,8 @@ enum Job {
         status: CaptureStatus,
         raw: Option<RawStack>,
     },
-    /// A stack sample for the flamegraph, standing for `weight` of blocked time.
+    /// A stack sample for the flamegraph; `weight` is the blocked time since the stall's
+    /// previous sample (or since it began).
     Flame {
         id: u64,
         root: Option<Arc<str>>,
@@ -237,11 +238,26 @@ fn run(shared: Arc<Shared>, rx: Receiver<Job>, pending: &Pending, warm_up: bool)
                         s.into()
                     }
                 };
+                // The time since the previous sample is split between the two stacks: each
+                // stands for the time nearest to it. The first sample of a stall (no
+                // previous one) takes the time since the stall began.
+                let previous = flame.last.get(&id).cloned();
+                let before = previous.as_ref().map_or(Duration::ZERO, |_| weight / 2);
+                if let Some(previous) = previous {
+                    shared.flame.add(Weight {
+                        stall: id,
+                        at_unix_ms: unix_ms(at),
+                        folded: &previous,
+                        weight: before,
+                        sample: false,
+                        paused: Duration::ZERO,
+                    });
+                }
                 shared.flame.add(Weight {
                     stall: id,
                     at_unix_ms: unix_ms(at),
                     folded: &folded,
-                    weight,
+                    weight: weight - before,
                     sample: true,
                     paused,
                 });

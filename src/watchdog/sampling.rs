@@ -1,8 +1,10 @@
 //! How often a stall's stack is sampled for the flamegraph, and what it may cost.
 //!
 //! While a stall lasts, the watchdog captures the stuck thread's stack every
-//! `stall_sample_interval` (default 10 ms), each sample standing for the time since the
-//! previous one. Three limits keep that cheap for the application:
+//! `stall_sample_interval` (default 10 ms); the time between two samples is split between
+//! their stacks. Three limits keep that cheap for the application:
+//! - pacing: samples are at least `200 ×` the expected pause apart (half the budget), so one
+//!   slow capture does not use up the rest of it;
 //! - a pause budget: a sample is taken only while the stuck thread's total pause for captures
 //!   of this stall, plus the next one and the report's captures still to come, stays within
 //!   [`PAUSE_BUDGET_DIVISOR`]⁻¹ (1 %) of the stall so far;
@@ -42,7 +44,9 @@ pub(crate) struct StallSampling {
     captures: u32,
     /// Total pause of the stuck thread for captures of this stall.
     paused: Duration,
-    last_pause: Duration,
+    /// The pause expected of the next capture: a moving average of the measured ones (one
+    /// outlier, a watchdog descheduled by a loaded host, does not stop sampling for long).
+    expected_pause: Duration,
 }
 
 impl StallSampling {
@@ -52,7 +56,11 @@ impl StallSampling {
         self.last_capture = stuck_for;
         self.paused += paused;
         if !paused.is_zero() {
-            self.last_pause = paused;
+            self.expected_pause = if self.expected_pause.is_zero() {
+                paused
+            } else {
+                (self.expected_pause * 3 + paused) / 4
+            };
         }
     }
 
@@ -89,14 +97,17 @@ impl Sampler {
         if self.interval.is_zero() || s.captures >= MAX_SAMPLES_PER_STALL {
             return false;
         }
-        if stuck_for < s.last_capture + self.interval {
-            return false;
-        }
-        let next = if s.last_pause.is_zero() {
+        let next = if s.expected_pause.is_zero() {
             FIRST_PAUSE_GUESS
         } else {
-            s.last_pause
+            s.expected_pause
         };
+        // Paced to half the budget on average, so that one slow capture (a watchdog that a
+        // loaded host did not run for a while) does not use up the rest and leave a long gap.
+        let paced = next * PAUSE_BUDGET_DIVISOR * 2;
+        if stuck_for < s.last_capture + self.interval.max(paced) {
+            return false;
+        }
         if (s.paused + next * (1 + reserved)) * PAUSE_BUDGET_DIVISOR > stuck_for {
             return false;
         }
@@ -126,22 +137,28 @@ mod tests {
     fn samples_every_interval_within_the_pause_budget() {
         let mut sampler = Sampler::new(10 * MS);
         let mut s = StallSampling::default();
-        s.captured(100 * MS, Duration::from_micros(100));
+        s.captured(100 * MS, Duration::from_micros(20));
         assert!(!sampler.due(&s, 105 * MS, 0), "not before the interval");
         assert!(sampler.due(&s, 110 * MS, 0));
-        assert!(
-            !sampler.due(&s, 110 * MS, 10),
-            "room left for 10 more captures"
-        );
+        assert!(!sampler.due(&s, 110 * MS, 100), "room left for 100 more");
         s.captured(110 * MS, Duration::from_micros(100));
-        // A thread that took 2 ms to answer: the next sample waits until 1 % of the stall
-        // covers the pauses so far plus another 2 ms.
-        s.captured(120 * MS, 2 * MS);
+        // The expected pause is now 40 µs: samples at least 8 ms apart; the interval wins.
+        assert!(!sampler.due(&s, 119 * MS, 0));
+        s.captured(120 * MS, Duration::from_micros(100));
+        // 55 µs expected: 11 ms apart, paced to half the budget.
+        assert!(!sampler.due(&s, 130 * MS, 0), "paced");
+        assert!(sampler.due(&s, 131 * MS, 0));
+        // A thread that took 2 ms to answer: the average moves to about 0.54 ms, and the
+        // next sample waits until 1 % of the stall covers the pauses so far plus that.
+        s.captured(131 * MS, 2 * MS);
         assert!(
-            !sampler.due(&s, 200 * MS, 0),
-            "2.2 ms + 2 ms > 1 % of 200 ms"
+            !sampler.due(&s, 270 * MS, 0),
+            "2.22 + 0.54 ms > 1 % of 270 ms"
         );
-        assert!(sampler.due(&s, 500 * MS, 0), "4.2 ms <= 5 ms");
+        assert!(
+            sampler.due(&s, 280 * MS, 0),
+            "2.76 ms <= 2.8 ms, 149 ms later"
+        );
     }
 
     #[test]
