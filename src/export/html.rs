@@ -365,7 +365,7 @@ fn stall(h: &mut String, r: &StallReport) {
         kind = r.kind.as_str(),
         kind_text = r.kind.as_str().replace('_', "-"),
         dur = fmt_ms(r.duration_ms),
-        place = escape(&elide_left(&place, 44)),
+        place = escape(&elide_left(&place, 34)),
         place_full = escape(&place),
         culprit = escape(short_function(&blocked_in)),
         culprit_full = escape(&blocked_in),
