@@ -134,6 +134,8 @@ struct Seen {
     /// From `attach()` returning to the task starting to block.
     gap: Duration,
     blocked_for: Duration,
+    /// When the blocking call began, to compare with the report's `started_at`.
+    began: std::time::SystemTime,
     thread: String,
 }
 
@@ -159,13 +161,14 @@ fn attach_then_block(
         let inside = agent.clone();
         let seen = tokio::spawn(async move {
             let gap = attached.elapsed();
-            let start = Instant::now();
+            let (start, began) = (Instant::now(), std::time::SystemTime::now());
             go.send(()).unwrap();
             prepared.block();
             Seen {
                 blocked_for: start.elapsed(),
                 during: inside.stalls(),
                 gap,
+                began,
                 thread: std::thread::current()
                     .name()
                     .unwrap_or_default()
@@ -225,8 +228,9 @@ fn check(label: &str, what: Blocking, agent: &Agent, seen: &Seen, workers: usize
     let blocked_ms = seen.blocked_for.as_secs_f64() * 1e3;
     assert!(
         r.duration_ms >= blocked_ms - 25.0 && r.duration_ms <= blocked_ms + 250.0,
-        "{label} {what:?}: duration {} ms for a {blocked_ms:.0} ms stall: {r:#?}",
-        r.duration_ms
+        "{label} {what:?}: duration {} ms for a {blocked_ms:.0} ms stall that began at {}: {r:#?}",
+        r.duration_ms,
+        humantime(seen.began)
     );
     if support::CAPTURE_SUPPORTED {
         assert_eq!(r.capture, CaptureStatus::Ok, "{label} {what:?}: {r:#?}");
@@ -239,6 +243,13 @@ fn check(label: &str, what: Blocking, agent: &Agent, seen: &Seen, workers: usize
             r.frames
         );
     }
+}
+
+/// `began` as the reports write `started_at` (UTC, milliseconds).
+fn humantime(t: std::time::SystemTime) -> String {
+    let ms = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 86_400_000;
+    let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
+    format!("{h:02}:{m:02}:{s:02}.{:03}Z", ms % 1000)
 }
 
 fn multi_thread(workers: usize) -> tokio::runtime::Runtime {
