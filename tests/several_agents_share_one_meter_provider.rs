@@ -12,7 +12,10 @@ use pollwatch::Agent;
 use support::otel_sdk;
 
 fn runtimes(m: &otel_sdk::Metric) -> BTreeSet<String> {
-    m.points.keys().map(|a| a["tokio.runtime"].clone()).collect()
+    m.points
+        .keys()
+        .map(|a| a["tokio.runtime"].clone())
+        .collect()
 }
 
 #[test]
