@@ -385,6 +385,10 @@ pub struct Agent {
     otlp: Option<crate::otlp::Pusher>,
     #[cfg(all(feature = "console", tokio_unstable))]
     console: Option<crate::console::Console>,
+    /// What the callbacks registered on an app's OpenTelemetry meters read through a `Weak`:
+    /// dropped with the agent, which ends them.
+    #[cfg(feature = "opentelemetry-sdk")]
+    otel_sdk: std::sync::OnceLock<Arc<crate::export::otel_sdk::Link>>,
 }
 
 impl Agent {
@@ -404,6 +408,8 @@ impl Agent {
             otlp: None,
             #[cfg(all(feature = "console", tokio_unstable))]
             console: None,
+            #[cfg(feature = "opentelemetry-sdk")]
+            otel_sdk: std::sync::OnceLock::new(),
         }
     }
 
@@ -479,6 +485,8 @@ impl Agent {
             otlp,
             #[cfg(all(feature = "console", tokio_unstable))]
             console,
+            #[cfg(feature = "opentelemetry-sdk")]
+            otel_sdk: std::sync::OnceLock::new(),
         })
     }
 
@@ -565,6 +573,11 @@ impl Agent {
 
     pub(crate) fn runtime_handle(&self) -> Option<&tokio::runtime::Handle> {
         self.handle.as_ref()
+    }
+
+    #[cfg(feature = "opentelemetry-sdk")]
+    pub(crate) fn otel_sdk_link(&self) -> &std::sync::OnceLock<Arc<crate::export::otel_sdk::Link>> {
+        &self.otel_sdk
     }
 }
 

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 pub mod console;
 pub mod dashboards;
+#[cfg(feature = "opentelemetry-sdk")]
+pub mod otel_sdk;
 #[cfg(feature = "opentelemetry")]
 pub mod otlp;
 pub mod prometheus;
