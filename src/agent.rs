@@ -285,6 +285,13 @@ impl Builder {
     /// spawn locations are unknown (`null`). See the README's attach-mode section for
     /// exactly what this mode sees. Hooks given to this builder cannot be installed into a
     /// running runtime: that is an error.
+    ///
+    /// Before it returns, every worker of a `multi_thread` runtime registers its thread (a
+    /// roll call of small tasks, each holding its worker until all have answered), so a
+    /// stall that begins right after `attach()` is watched. That holds each worker for well
+    /// under a millisecond on an idle runtime; a worker busy in a long poll cannot answer,
+    /// and the roll call gives up after 100 ms at most (that worker is watched once it
+    /// polls pollwatch's probe). Call it from `main` or from a task of the runtime.
     pub fn attach(self, handle: &tokio::runtime::Handle) -> Result<Agent, Error> {
         let config = self.checked_config()?.clone();
         if let Some(hook) = self.user_hooks.first_set() {

@@ -133,6 +133,8 @@ struct Seen {
     during: Vec<StallReport>,
     /// From `attach()` returning to the task starting to block.
     gap: Duration,
+    /// How long `attach()` itself took (the roll call of the workers included).
+    attach_took: Duration,
     blocked_for: Duration,
     /// When the blocking call began, to compare with the report's `started_at`.
     began: std::time::SystemTime,
@@ -148,6 +150,7 @@ fn attach_then_block(
 ) -> (Arc<Agent>, Seen) {
     let (prepared, go, helper) = Prepared::new(what);
     let seen = rt.block_on(async move {
+        let calling = Instant::now();
         let agent = Arc::new(
             Agent::builder()
                 .stall_threshold(THRESHOLD)
@@ -155,6 +158,7 @@ fn attach_then_block(
                 .expect("attach"),
         );
         let attached = Instant::now();
+        let attach_took = attached - calling;
         if let Some(idle) = idle_first {
             tokio::time::sleep(idle).await;
         }
@@ -168,6 +172,7 @@ fn attach_then_block(
                 blocked_for: start.elapsed(),
                 during: inside.stalls(),
                 gap,
+                attach_took,
                 began,
                 thread: std::thread::current()
                     .name()
@@ -186,8 +191,8 @@ fn attach_then_block(
 #[track_caller]
 fn check(label: &str, what: Blocking, agent: &Agent, seen: &Seen, workers: usize) {
     println!(
-        "{label} {what:?}: blocked {:?}, began {:?} after attach() returned",
-        seen.blocked_for, seen.gap
+        "{label} {what:?}: attach() took {:?}; blocked {:?}, began {:?} after attach() returned",
+        seen.attach_took, seen.blocked_for, seen.gap
     );
     let during = &seen.during;
     assert_eq!(
