@@ -220,14 +220,17 @@ fn check(label: &str, what: Blocking, agent: &Agent, seen: &Seen, workers: usize
     assert!(r.tid > 0, "{label} {what:?}: {r:#?}");
     // Complete: its duration is the blocking call's, give or take the detector's
     // granularity (a tick, or the publication of progress).
+    // On a loaded host one capture can time out (the thread was not scheduled to take the
+    // signal in time): the stack is then the first of the later samples that succeeded.
+    let stack = |r: &StallReport| -> Option<Vec<pollwatch::capture::Frame>> {
+        std::iter::once((r.capture, &r.frames))
+            .chain(r.samples.iter().map(|s| (s.capture, &s.frames)))
+            .find(|(c, f)| *c == CaptureStatus::Ok && !f.is_empty())
+            .map(|(_, f)| f.clone())
+    };
     let after = support::wait_for(agent, Duration::from_secs(20), |s| {
-        s.len() == 1 && !s[0].ongoing && !s[0].frames.is_empty()
+        s.len() == 1 && !s[0].ongoing && (!support::CAPTURE_SUPPORTED || stack(&s[0]).is_some())
     });
-    assert_eq!(
-        after.len(),
-        1,
-        "{label} {what:?}: one report per stall: {after:#?}"
-    );
     let r = &after[0];
     assert!(!r.ongoing, "{label} {what:?}: {r:#?}");
     let blocked_ms = seen.blocked_for.as_secs_f64() * 1e3;
@@ -238,14 +241,13 @@ fn check(label: &str, what: Blocking, agent: &Agent, seen: &Seen, workers: usize
         humantime(seen.began)
     );
     if support::CAPTURE_SUPPORTED {
-        assert_eq!(r.capture, CaptureStatus::Ok, "{label} {what:?}: {r:#?}");
+        let frames = stack(r).unwrap_or_else(|| panic!("{label} {what:?}: no stack: {r:#?}"));
         let culprit = what.culprit();
         assert!(
-            r.frames
+            frames
                 .iter()
                 .any(|f| culprit.iter().any(|c| f.function.contains(c))),
-            "{label} {what:?}: a frame of {culprit:?} in {:#?}",
-            r.frames
+            "{label} {what:?}: a frame of {culprit:?} in {frames:#?}"
         );
     }
 }

@@ -53,8 +53,9 @@
 //! that is not waiting in the injection queue (`num_alive_tasks > global_queue_depth`).
 //!
 //! **Probe stall** (`detection: "probe"`), one episode per wake-up of the probe: it has
-//! waited for the threshold (minus watchdog lateness), on a tick that was not late, and no
-//! worker explains it: during that wait no worker was silent for the threshold (reported or
+//! waited for the threshold (minus watchdog lateness), on a tick that was not late, some
+//! worker is running tasks (if every worker is parked, the probe is only waiting for the
+//! host to wake one: a busy host, not a blocked runtime), and no worker explains it: during that wait no worker was silent for the threshold (reported or
 //! not: a stall exempted by `allow_blocking` or caused by host starvation is not re-reported
 //! as a probe stall) and no worker episode was open. While some worker is silent for less
 //! than the threshold, the probe waits up to twice the threshold for it to cross (so one
@@ -760,6 +761,7 @@ impl AttachDetector {
             || tick.late
             || waited < threshold
             || (silence.suspect && waited < threshold * 2)
+            || !some_worker_runs(&self.handle)
         {
             return;
         }
@@ -784,6 +786,14 @@ impl AttachDetector {
             }
         }
     }
+}
+
+/// Whether any worker's published count says it is running tasks. When every worker is
+/// parked, a late probe only waits for the host to wake one (a timer wake-up delayed by a
+/// busy host): nothing blocks the runtime. Unknown (no per-worker counters): yes.
+fn some_worker_runs(handle: &Handle) -> bool {
+    let metrics = handle.metrics();
+    (0..metrics.num_workers()).any(|i| Progress::read(&metrics, i).is_none_or(|p| !p.parked()))
 }
 
 /// The thread known to run worker `i` right now, if any: tokio's word under
