@@ -83,6 +83,7 @@ fn main() {
     let configs = ["stacks(false)", "report captures only", "default (10 ms)"];
     let mut totals = [Totals::default(); 3];
     let mut mode = String::new();
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     for round in 0..ROUNDS {
         for k in 0..configs.len() {
             let i = (k + round) % configs.len();
@@ -102,6 +103,8 @@ fn main() {
             .to_owned();
         }
     }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average before/after: {load_before}/ {}", load.trim());
     let base = totals[0].lost.as_secs_f64() / totals[0].stalled.as_secs_f64();
     println!(
         "sampling cost ({mode} mode, threshold {THRESHOLD:?}, {} stalls of {STALL:?} per agent, {ROUNDS} interleaved rounds)",
