@@ -10,8 +10,9 @@
 //! Bounded in every direction: at most [`MAX_STACKS`] distinct stacks (then one
 //! [`OTHER_STACKS`] line), at most [`MAX_RECORDS`] records (the oldest fall out and are
 //! counted), folded lines of at most [`MAX_FRAMES`] frames of at most [`MAX_FRAME_CHARS`]
-//! characters. Records are kept per stall, stack and [`BUCKET_MS`] of wall time, which is the
-//! resolution of a `?since=` window.
+//! characters and about [`MAX_FOLDED_BYTES`] in all (the innermost frames are kept). Records
+//! are kept per stall, stack and [`BUCKET_MS`] of wall time, which is the resolution of a
+//! `?since=` window.
 //!
 //! Only the symbolizer writes and only exporters read, both off the app's runtime; the lock is
 //! never taken by a worker.
@@ -35,6 +36,8 @@ pub(crate) const OTHER_STACKS: &str = "[other stacks]";
 pub(crate) const MAX_FRAMES: usize = 128;
 /// Characters kept per frame name (long generic names are cut, marked with `…`).
 pub(crate) const MAX_FRAME_CHARS: usize = 300;
+/// Bytes of one folded line at most (about), so [`MAX_STACKS`] lines stay within a few MiB.
+pub(crate) const MAX_FOLDED_BYTES: usize = 4096;
 
 /// What the symbolizer adds for one stall.
 pub(crate) struct Weight<'a> {
@@ -306,7 +309,17 @@ pub(crate) fn fold_stack(root: Option<&str>, frames: &[Frame]) -> String {
             .filter(|f| !is_runtime_frame(f))
             .map(|f| f.function.as_str()),
     );
-    let cut = names.len().saturating_sub(MAX_FRAMES);
+    // The innermost frames that fit both caps.
+    let mut bytes = root.map_or(0, |r| r.len().min(MAX_FRAME_CHARS * 4));
+    let mut fit = 0;
+    for name in names.iter().take(MAX_FRAMES) {
+        bytes += name.len().min(MAX_FRAME_CHARS * 4) + 1;
+        if bytes > MAX_FOLDED_BYTES {
+            break;
+        }
+        fit += 1;
+    }
+    let cut = names.len() - fit;
     let mut out = String::new();
     let mut push = |name: &str| {
         if !out.is_empty() {
@@ -444,6 +457,16 @@ mod tests {
             "{folded}"
         );
         assert!(folded.ends_with(";app::f0"), "{folded}");
+        let wide: Vec<_> = (0..40)
+            .map(|i| frame(&format!("app::{i:02}{}", "w".repeat(240))))
+            .collect();
+        let folded = fold_stack(Some("spawned at a.rs:1:1"), &wide);
+        assert!(folded.len() <= MAX_FOLDED_BYTES + 64, "{}", folded.len());
+        assert!(
+            folded.contains(";[24 outer frames not shown];app::15w"),
+            "{folded}"
+        );
+        assert!(folded.contains(";app::00w"), "the innermost frame stays");
         let long = frame(&"x".repeat(1000));
         assert_eq!(
             fold_stack(None, &[long]).chars().count(),
