@@ -20,7 +20,7 @@ use crate::stats::recent::{RecentView, WINDOW};
 pub const CONTENT_TYPE: &str = "text/html; charset=utf-8";
 
 /// Stalls listed on the page, newest first (`/stalls` has every kept one).
-const SHOWN_STALLS: usize = 50;
+const SHOWN_STALLS: usize = 30;
 /// Windows offered above the flamegraph, as `window=` values (`None`: everything kept).
 const WINDOWS: [(Option<&str>, &str); 4] = [
     (None, "everything kept"),
@@ -442,19 +442,28 @@ fn stack(h: &mut String, frames: &[Frame]) {
         }
         h.push_str("</ol>");
     };
+    let folded = fold_runtime_frames(frames);
     if users.is_empty() {
         h.push_str("<p class=\"meta\">Stack, runtime frames folded:</p>");
-        list(h, &mut fold_runtime_frames(frames).iter());
-    } else {
-        h.push_str("<p class=\"meta\">Your code, innermost first:</p>");
-        list(h, &mut users.into_iter());
+        list(h, &mut folded.iter());
+        return;
     }
+    h.push_str("<p class=\"meta\">Your code, innermost first:</p>");
+    list(h, &mut users.into_iter());
+    // The whole stack with the scheduler's runs folded; every frame is in `/stalls`.
     let _ = write!(
         h,
-        "<details class=\"all\"><summary>all {} frames, libraries and runtime included</summary>",
+        "<details class=\"all\"><summary>the whole stack: libraries included, {} runtime \
+         frames folded (all {} in <a href=\"stalls\">/stalls</a>)</summary>",
+        frames.len()
+            + folded
+                .iter()
+                .filter(|f| f.function.starts_with("… "))
+                .count()
+            - folded.len(),
         frames.len()
     );
-    list(h, &mut frames.iter());
+    list(h, &mut folded.iter());
     h.push_str("</details>");
 }
 
