@@ -118,7 +118,8 @@ impl Builder {
         self
     }
 
-    /// Serves `/metrics` and `/stalls` at `addr` from the agent's own thread.
+    /// Serves `/metrics`, `/stalls`, `/stalls/folded`, `/flamegraph.svg` and the stall page
+    /// (`/` in a browser) at `addr` from the agent's own thread.
     pub fn http_addr(mut self, addr: SocketAddr) -> Self {
         self.config.http_addr = Some(addr);
         self

@@ -75,7 +75,7 @@ pub struct Config {
     pub warm_up_symbols: bool,
     /// The real-time signal used for stack capture; `None` is `SIGRTMIN+3`.
     pub signal: Option<i32>,
-    /// Serve `/metrics` and `/stalls` here; off unless set.
+    /// Serve `/metrics`, `/stalls`, the stall page and the flamegraph here; off unless set.
     pub http_addr: Option<SocketAddr>,
     /// When set, the endpoint answers 401 unless `Authorization: Bearer <token>` is sent.
     pub http_bearer_token: Option<String>,
