@@ -118,7 +118,11 @@ fn main() {
         }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("load average before/after: {} / {}", load_before.trim(), load.trim());
+    println!(
+        "load average before/after: {} / {}",
+        load_before.trim(),
+        load.trim()
+    );
     let base_short = totals[0].short.as_secs_f64() / totals[0].stalled.as_secs_f64();
     println!(
         "sampling cost ({mode} mode, threshold {THRESHOLD:?}, {} stalls of {STALL:?} per agent, {ROUNDS} interleaved rounds)",
