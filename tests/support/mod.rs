@@ -180,3 +180,29 @@ pub async fn healthy_load() -> u64 {
     }
     total
 }
+
+/// The positive control of a "this is not a stall" test: in the same runtime, under the same
+/// agent, a plain `std::thread::sleep` of 250 ms in a task (no exemption) is reported, exactly
+/// once. Call it after the test's own assertion of zero reports, so that zero came from a
+/// detector that works, not from one that never looked.
+#[track_caller]
+pub fn assert_a_real_stall_is_still_reported(rt: &tokio::runtime::Runtime, agent: &Agent) {
+    let before = agent.stall_summary().stalls_total;
+    assert_eq!(
+        before,
+        0,
+        "the control expects no earlier report: {:#?}",
+        agent.stalls()
+    );
+    rt.block_on(rt.spawn(async { std::thread::sleep(Duration::from_millis(250)) }))
+        .expect("the blocking task ran");
+    let after = wait_for(agent, Duration::from_secs(3), |s| {
+        !s.is_empty() && s.iter().all(|r| !r.ongoing)
+    });
+    assert_eq!(
+        after.len(),
+        1,
+        "positive control: the same runtime's real stall must be reported once: {after:#?}"
+    );
+    assert!(after[0].duration_ms >= 100.0, "{:#?}", after[0]);
+}
