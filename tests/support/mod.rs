@@ -14,10 +14,12 @@ use pollwatch::{Agent, StallReport};
 
 /// A two-worker runtime built through pollwatch: hooked mode under `tokio_unstable`,
 /// attach mode on stable tokio.
+#[track_caller]
 pub fn runtime(threshold: Duration) -> (tokio::runtime::Runtime, Agent) {
     runtime_with(Agent::builder().stall_threshold(threshold))
 }
 
+#[track_caller]
 pub fn runtime_with(builder: pollwatch::Builder) -> (tokio::runtime::Runtime, Agent) {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.worker_threads(2).enable_all();
@@ -52,6 +54,7 @@ pub const HOOKED: bool = cfg!(tokio_unstable);
 
 /// Checks what every "stall caught while it runs" test checks: exactly one report, seen from
 /// inside the blocking poll (`during`), of the expected kind, at the test's spawn line.
+#[track_caller]
 pub fn assert_one_ongoing_report(
     during: &[StallReport],
     kind: pollwatch::StallKind,
@@ -80,6 +83,7 @@ pub fn assert_one_ongoing_report(
 }
 
 /// After the poll returned: still exactly one report, now complete.
+#[track_caller]
 pub fn assert_completed(agent: &Agent, min_ms: f64) -> StallReport {
     let after = wait_for(agent, Duration::from_secs(3), |s| {
         s.iter().all(|r| !r.ongoing)
@@ -110,6 +114,7 @@ pub const CAPTURE_SUPPORTED: bool = cfg!(all(
 
 /// A plain multi-thread runtime with `workers` workers, built without pollwatch: what an
 /// app using `#[tokio::main]` has.
+#[track_caller]
 pub fn plain_runtime(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -120,6 +125,7 @@ pub fn plain_runtime(workers: usize) -> tokio::runtime::Runtime {
 
 /// Attaches `builder` from inside `rt` (attach mode in both builds), then lets the service
 /// "start up" for a moment, as an app does, so the agent has met the workers.
+#[track_caller]
 pub fn attach(rt: &tokio::runtime::Runtime, builder: pollwatch::Builder) -> Agent {
     rt.block_on(async {
         let agent = builder
@@ -132,6 +138,7 @@ pub fn attach(rt: &tokio::runtime::Runtime, builder: pollwatch::Builder) -> Agen
 }
 
 /// Waits (bounded) until the single report has symbolized frames and is complete.
+#[track_caller]
 pub fn symbolized(agent: &Agent) -> StallReport {
     let s = wait_for(agent, Duration::from_secs(20), |s| {
         s.len() == 1 && !s[0].frames.is_empty() && !s[0].ongoing

@@ -43,11 +43,13 @@ pub struct Receiver {
 
 impl Receiver {
     /// On a free loopback port.
+    #[track_caller]
     pub fn start() -> Receiver {
         Receiver::start_on("127.0.0.1:0".parse().unwrap())
     }
 
     /// On `addr` (a port the test chose earlier).
+    #[track_caller]
     pub fn start_on(addr: SocketAddr) -> Receiver {
         let listener = std::net::TcpListener::bind(addr).expect("bind the receiver");
         listener.set_nonblocking(true).unwrap();
@@ -99,6 +101,7 @@ impl Receiver {
     }
 
     /// Waits (bounded by `limit`) until at least `n` requests arrived; returns them all.
+    #[track_caller]
     pub fn wait_for(&self, n: usize, limit: Duration) -> Vec<ExportMetricsServiceRequest> {
         let start = Instant::now();
         while self.count() < n && start.elapsed() < limit {
@@ -126,6 +129,7 @@ impl Drop for Receiver {
 }
 
 /// The metrics of a request from one agent: one resource, one scope.
+#[track_caller]
 pub fn metrics(r: &ExportMetricsServiceRequest) -> &[Metric] {
     assert_eq!(r.resource_metrics.len(), 1, "one resource");
     let scopes = &r.resource_metrics[0].scope_metrics;
@@ -134,6 +138,7 @@ pub fn metrics(r: &ExportMetricsServiceRequest) -> &[Metric] {
 }
 
 /// The metric called `name`, if the request has it (asserting it has it once).
+#[track_caller]
 pub fn metric<'a>(r: &'a ExportMetricsServiceRequest, name: &str) -> Option<&'a Metric> {
     let found: Vec<_> = metrics(r).iter().filter(|m| m.name == name).collect();
     assert!(found.len() <= 1, "{name} appears {} times", found.len());

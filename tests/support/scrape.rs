@@ -146,6 +146,7 @@ pub struct Exposition {
 }
 
 impl Exposition {
+    #[track_caller]
     pub fn parse(text: &str) -> Exposition {
         let mut e = Exposition::default();
         for line in text.lines() {
@@ -174,6 +175,7 @@ impl Exposition {
     }
 
     /// The value of the one series called `name` whose labels include `labels`.
+    #[track_caller]
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let found: Vec<_> = self
             .series
@@ -205,6 +207,7 @@ pub fn family_of<'a>(sample: &'a str, types: &[(String, String)]) -> &'a str {
     sample
 }
 
+#[track_caller]
 fn parse_series(line: &str) -> Series {
     let (head, value) = line.rsplit_once(' ').expect("series has a value");
     let value = match value {
@@ -228,6 +231,7 @@ fn parse_series(line: &str) -> Series {
     }
 }
 
+#[track_caller]
 fn parse_labels(mut body: &str, line: &str) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     while !body.is_empty() {
@@ -260,6 +264,7 @@ fn parse_labels(mut body: &str, line: &str) -> BTreeMap<String, String> {
 }
 
 /// Scrapes `/metrics` and parses it.
+#[track_caller]
 pub fn scrape(addr: SocketAddr) -> Exposition {
     let r = get(addr, "/metrics").expect("scrape");
     assert_eq!(r.status, 200, "{r:?}");
@@ -275,6 +280,7 @@ pub struct Blocker {
 impl Blocker {
     /// Spawns `n` blocking tasks from outside the runtime (so they can land on different
     /// workers) and waits (bounded) until all of them run.
+    #[track_caller]
     pub fn new(rt: &tokio::runtime::Runtime, n: usize) -> Blocker {
         let release = Arc::new(AtomicBool::new(false));
         let entered = Arc::new(AtomicUsize::new(0));
@@ -339,6 +345,7 @@ fn install_hint(name: &str) -> &'static str {
 }
 
 /// A loopback port that was free a moment ago.
+#[track_caller]
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
