@@ -6,7 +6,9 @@
 //! generation (it began at most half a tick earlier), or the exact start when the hooks
 //! happened to time that poll. So a stall is raised at most an eighth of a tick early (the
 //! allowance for the watchdog's wake-up jitter). It is raised no later than threshold +
-//! half a tick + the watchdog's wake-up delay. Once an episode is
+//! half a tick + the watchdog's wake-up delay, plus one more reading when that delay made the
+//! watchdog miss every reading between the poll's first sight and the threshold (it then has
+//! no CPU-time interval to classify the stall with). Once an episode is
 //! open the slot is marked watched and the after-poll hook records the exact end.
 
 use std::time::Duration;
@@ -92,8 +94,10 @@ impl PollHookDetector {
             }
             let age = elapsed(&shared.clock, w.poll_start, now_raw);
             let tid = w.thread.as_ref().map(|t| t.handle.tid()).unwrap_or(0);
+            let mut baseline_just_taken = false;
             if w.cpu_base.is_none() {
                 w.cpu_base = cpu::sample(tid);
+                baseline_just_taken = w.cpu_base.is_some();
             }
             if let Some(ep) = &mut w.episode {
                 episodes.still_stuck(ep, age);
@@ -105,6 +109,7 @@ impl PollHookDetector {
                 start_exact: w.start_exact,
                 exempt: view.exempt,
                 late_tick: tick.late,
+                baseline_just_taken,
             };
             let cpu_base = w.cpu_base;
             let share = || {
@@ -171,6 +176,9 @@ struct Running {
     exempt: bool,
     /// This tick itself woke late.
     late_tick: bool,
+    /// The thread's CPU counters were first read on this very reading (the watchdog missed
+    /// the earlier ones): there is no interval yet to classify the stall from.
+    baseline_just_taken: bool,
 }
 
 /// What the stall rule concludes about a running poll.
@@ -186,6 +194,9 @@ enum Verdict {
     LateTick,
     /// The thread was runnable but the host gave it no CPU: not its future's fault.
     HostStarved,
+    /// Past the threshold, but the CPU counters were only just first read: decide on the
+    /// next reading (half a tick later), so the stall is classified instead of `unknown`.
+    AwaitCpuBaseline,
 }
 
 /// The hooked-mode stall rule, with no reads of its own: `share` reads the thread's CPU
@@ -210,6 +221,9 @@ fn judge(r: &Running, rules: &Rules, share: impl FnOnce() -> Option<CpuShare>) -
     };
     if stuck + slack < rules.threshold {
         return Verdict::TooYoung;
+    }
+    if r.baseline_just_taken {
+        return Verdict::AwaitCpuBaseline;
     }
     let share = share();
     if share.is_some_and(|s| s.starved()) {
@@ -287,6 +301,7 @@ mod tests {
             start_exact: true,
             exempt: false,
             late_tick: false,
+            baseline_just_taken: false,
         }
     }
 
@@ -364,6 +379,31 @@ mod tests {
         let asleep = share(0.0, 0.0);
         assert_eq!(judged(old, Some(asleep)), Verdict::Stall(Some(asleep)));
         assert_eq!(asleep.kind(), StallKind::OffCpu);
+    }
+
+    #[test]
+    fn a_stall_first_met_with_no_cpu_baseline_waits_one_reading_to_be_classified() {
+        // The watchdog missed the readings in between (a loaded host): the first CPU reading
+        // of this poll happens as it crosses the threshold. Two readings microseconds apart
+        // cannot classify it, so it waits for the next one instead of reporting `unknown`.
+        let fresh = Running {
+            baseline_just_taken: true,
+            ..running(120 * MS)
+        };
+        let never = || -> Option<CpuShare> { panic!("no interval to read a share over") };
+        assert_eq!(judge(&fresh, &rules(), never), Verdict::AwaitCpuBaseline);
+        // Under the threshold it is simply too young; exempt and late ticks still win.
+        let young = Running {
+            baseline_just_taken: true,
+            ..running(10 * MS)
+        };
+        assert_eq!(judge(&young, &rules(), never), Verdict::TooYoung);
+        // On the next reading the baseline is old enough: a stall, classified.
+        let busy = share(0.95, 0.0);
+        assert_eq!(
+            judged(running(125 * MS), Some(busy)),
+            Verdict::Stall(Some(busy))
+        );
     }
 
     #[test]
