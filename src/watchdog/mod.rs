@@ -58,9 +58,12 @@ impl Watchdog {
             Reporter::spawn(shared.clone(), shared.config.warm_up_symbols)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        // Everything the watchdog sees happened after this instant; its thread may start
+        // later (a busy host), and a stall that began in between is counted from here.
+        let started = Instant::now();
         let thread = crate::os_thread::spawn_named("pollwatch-watchdog", move || {
             let episodes = Episodes::new(shared.clone(), capturer, reporter);
-            run(&shared, handle, episodes, &flag);
+            run(&shared, handle, episodes, &flag, started);
             // `episodes` (and with it the reporter's queue) is gone: the symbolizer ends.
             let _ = reporter_thread.join();
         })?;
@@ -92,6 +95,7 @@ fn run(
     handle: tokio::runtime::Handle,
     mut episodes: Episodes,
     stop: &AtomicBool,
+    started: Instant,
 ) {
     let tick_len = shared.config.watchdog_tick;
     // A poll that begins just after the watchdog looked is first seen one sampling period
@@ -106,9 +110,10 @@ fn run(
     };
     let mut poll_hook =
         (shared.mode == Mode::Hooked).then(|| PollHookDetector::new(Some(handle.clone())));
-    let mut attach = (shared.mode == Mode::Attach).then(|| AttachDetector::new(handle.clone()));
+    let mut attach =
+        (shared.mode == Mode::Attach).then(|| AttachDetector::new(handle.clone(), started));
     let mut lag_probe = Probe::start(shared, &handle);
-    let mut last = Instant::now();
+    let mut last = started;
     let mut lost = Duration::ZERO;
     while !stop.load(Acquire) {
         std::thread::park_timeout(period.saturating_sub(last.elapsed()));

@@ -169,6 +169,9 @@ struct Track {
     stuck_since: Instant,
     stuck_after: Instant,
     stuck_base: Option<CpuSample>,
+    /// Some tick showed the thread come and go (else the stretch is the whole track, and
+    /// a track that began after the silence did tells nothing of the ticks before it).
+    moved: bool,
     /// Time in that stretch (and since the track began) the thread was runnable but not
     /// run at all: the host's, not the future's, so it does not count towards a stall.
     starved: Duration,
@@ -229,6 +232,7 @@ impl Track {
             stuck_since: now,
             stuck_after: now,
             stuck_base: s,
+            moved: false,
             starved: Duration::ZERO,
             starved_total: Duration::ZERO,
             votes: Votes::default(),
@@ -260,6 +264,7 @@ impl Track {
                 }
             }
             Look::Moving => {
+                self.moved = true;
                 self.stuck_after = self.last.map_or(now, |l| l.at);
                 self.stuck_since = now;
                 self.stuck_base = s;
@@ -358,7 +363,8 @@ struct Silence {
 }
 
 impl AttachDetector {
-    pub(crate) fn new(handle: Handle) -> Self {
+    /// `started`: when the agent started, before which nothing it reports can have begun.
+    pub(crate) fn new(handle: Handle, started: Instant) -> Self {
         AttachDetector {
             current_thread: handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread,
             handle,
@@ -367,7 +373,7 @@ impl AttachDetector {
             ticks: 0,
             probe: None,
             next_upkeep: Instant::now(),
-            last_tick: Instant::now(),
+            last_tick: started,
             registrar_rounds: 0,
             finished: false,
         }
@@ -639,7 +645,7 @@ impl AttachDetector {
             .filter(|t| t.last.is_some());
         let mut starved = track.map_or(Duration::ZERO, |t| t.starved_total);
         if let Some(t) = track.filter(|_| self.current_thread) {
-            if t.stuck_since > w.since + slack {
+            if t.moved && t.stuck_since > w.since + slack {
                 (since, from) = (t.stuck_since, t.stuck_after);
             }
             starved = t.starved;

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 pub mod console;
 pub mod dashboards;
+#[cfg(feature = "opentelemetry-sdk")]
+pub mod otel_sdk;
 #[cfg(feature = "opentelemetry")]
 pub mod otlp;
 pub mod prometheus;
@@ -212,4 +214,54 @@ pub fn assert_a_real_stall_is_still_reported(rt: &tokio::runtime::Runtime, agent
         "positive control: the same runtime's real stall must be reported once: {after:#?}"
     );
     assert!(after[0].duration_ms >= 100.0, "{:#?}", after[0]);
+}
+
+/// The two ways a user sets pollwatch up, for tests that must hold in both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setup {
+    /// `attach()` from inside a plain two-worker runtime, as `#[tokio::main]` would, with
+    /// no warm-up: attach mode in both builds.
+    Attach,
+    /// `build_runtime` on a two-worker builder: hooked mode under `tokio_unstable`, attach
+    /// mode with pollwatch's thread hooks on stable tokio.
+    BuildRuntime,
+}
+
+impl Setup {
+    pub const BOTH: [Setup; 2] = [Setup::Attach, Setup::BuildRuntime];
+
+    pub fn start(self, builder: pollwatch::Builder) -> (tokio::runtime::Runtime, Agent) {
+        match self {
+            Setup::Attach => {
+                let rt = plain_runtime(2);
+                let agent = rt.block_on(async {
+                    builder
+                        .attach(&tokio::runtime::Handle::current())
+                        .expect("attach")
+                });
+                (rt, agent)
+            }
+            Setup::BuildRuntime => runtime_with(builder),
+        }
+    }
+}
+
+/// The value of an unlabelled counter or gauge in `agent`'s Prometheus text, or the sum of
+/// a labelled family's series (`None` if the family has no series).
+#[track_caller]
+pub fn metric_sum(agent: &Agent, family: &str) -> Option<f64> {
+    let text = agent.encode_metrics();
+    let mut sum = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        if name == family {
+            let value: f64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("unparsable sample: {line}"));
+            *sum.get_or_insert(0.0) += value;
+        }
+    }
+    sum
 }

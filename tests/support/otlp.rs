@@ -158,3 +158,78 @@ pub fn text(kv: &KeyValue) -> String {
 pub fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
     attrs.iter().find(|kv| kv.key == key).map(text)
 }
+
+/// A running `rotel-agent` collector (PyPI's `rotel` wheel; `.ci/run` installs it) that
+/// receives OTLP/gRPC on a free loopback port and forwards everything over OTLP/gRPC to
+/// `downstream`. Killed when dropped.
+pub struct Rotel {
+    /// Where it receives OTLP/gRPC.
+    pub grpc: SocketAddr,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Rotel {
+    /// Starts it and waits (bounded) until it listens; `None` when `rotel-agent` is not
+    /// installed outside CI (the test is then skipped, loudly; under CI it fails).
+    pub fn start(downstream: &Receiver) -> Option<Rotel> {
+        use std::process::{Command, Stdio};
+        let rotel = super::scrape::tool("rotel-agent")?;
+        let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let grpc = loopback(super::scrape::free_port());
+        let dir = std::env::temp_dir().join(format!(
+            "pollwatch-rotel-{}-{}",
+            std::process::id(),
+            grpc.port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("rotel.log")).unwrap();
+        let child = Command::new(rotel)
+            .arg("start")
+            .args(["--otlp-grpc-endpoint", &grpc.to_string()])
+            // Its HTTP receiver is not used: a free port, not the shared default 4318.
+            .args([
+                "--otlp-http-endpoint",
+                &loopback(super::scrape::free_port()).to_string(),
+            ])
+            .args(["--exporter", "otlp"])
+            .args(["--otlp-exporter-endpoint", &downstream.endpoint()])
+            .args(["--otlp-exporter-protocol", "grpc"])
+            .args(["--batch-timeout", "100ms"])
+            .arg("--pid-file")
+            .arg(dir.join("rotel.pid"))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start rotel-agent");
+        let rotel = Rotel { grpc, child, dir };
+        let start = Instant::now();
+        while std::net::TcpStream::connect_timeout(&grpc, Duration::from_millis(100)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "rotel did not listen on {grpc}; its log:\n{}",
+                rotel.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(rotel)
+    }
+
+    /// `http://127.0.0.1:<port>` of its gRPC receiver.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rotel.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
