@@ -170,11 +170,12 @@ pub struct Rotel {
 }
 
 impl Rotel {
-    /// Starts it and waits (bounded) until it listens; `None` when `rotel-agent` is not
-    /// installed outside CI (the test is then skipped, loudly; under CI it fails).
-    pub fn start(downstream: &Receiver) -> Option<Rotel> {
+    /// Starts it and waits (bounded) until it listens; a missing `rotel-agent` fails the
+    /// test with what to install.
+    #[track_caller]
+    pub fn start(downstream: &Receiver) -> Rotel {
         use std::process::{Command, Stdio};
-        let rotel = super::scrape::tool("rotel-agent")?;
+        let rotel = super::scrape::tool("rotel-agent");
         let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         let grpc = loopback(super::scrape::free_port());
         let dir = std::env::temp_dir().join(format!(
@@ -212,7 +213,7 @@ impl Rotel {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(rotel)
+        rotel
     }
 
     /// `http://127.0.0.1:<port>` of its gRPC receiver.
