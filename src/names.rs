@@ -125,6 +125,7 @@ pub fn otel_label(prometheus_label: &str) -> &str {
 
 /// OpenTelemetry attributes whose values are integers in the OpenTelemetry conventions
 /// (every other attribute is a string).
+#[cfg(any(feature = "opentelemetry", feature = "opentelemetry-sdk"))]
 pub(crate) const OTEL_INT_ATTRIBUTES: [&str; 2] = ["code.line.number", "tokio.worker.index"];
 
 const CALLSITE: &[&str] = &["code_file_path", "code_line_number"];

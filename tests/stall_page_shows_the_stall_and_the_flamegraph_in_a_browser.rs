@@ -39,9 +39,7 @@ fn wait_for_the_cache_lock(lock: &Mutex<()>) {
 
 #[test]
 fn stall_page_shows_the_stall_and_the_flamegraph_in_a_browser() {
-    let Some((driver, chromium)) = browser::installed() else {
-        return;
-    };
+    let (driver, chromium) = browser::installed();
     let (rt, agent) = support::runtime_with(
         pollwatch::Agent::builder()
             .runtime_name("checkout")

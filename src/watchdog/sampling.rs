@@ -44,6 +44,8 @@ pub(crate) struct StallSampling {
     captures: u32,
     /// Total pause of the stuck thread for captures of this stall.
     paused: Duration,
+    /// A capture of this stall failed: take no more extra samples.
+    gave_up: bool,
     /// The pause expected of the next capture: a moving average of the measured ones (one
     /// outlier, a watchdog descheduled by a loaded host, does not stop sampling for long).
     expected_pause: Duration,
@@ -62,6 +64,11 @@ impl StallSampling {
                 (self.expected_pause * 3 + paused) / 4
             };
         }
+    }
+
+    /// Stops the extra samples of this stall (its thread did not answer a capture).
+    pub(crate) fn give_up(&mut self) {
+        self.gave_up = true;
     }
 
     /// The time to hand over now, `stuck_for` minus what was handed over; marks it handed.
@@ -94,7 +101,7 @@ impl Sampler {
     /// room in the budget for `reserved` more captures that will be taken anyway (the
     /// report's own, at 2×, 4× and 8× the threshold).
     pub(crate) fn due(&mut self, s: &StallSampling, stuck_for: Duration, reserved: u32) -> bool {
-        if self.interval.is_zero() || s.captures >= MAX_SAMPLES_PER_STALL {
+        if self.interval.is_zero() || s.gave_up || s.captures >= MAX_SAMPLES_PER_STALL {
             return false;
         }
         let next = if s.expected_pause.is_zero() {
@@ -174,6 +181,9 @@ mod tests {
             "{taken}"
         );
         assert!(!Sampler::new(Duration::ZERO).due(&s, Duration::from_secs(10), 0));
+        let mut failed = StallSampling::default();
+        failed.give_up();
+        assert!(!Sampler::new(MS).due(&failed, Duration::from_secs(10), 0));
     }
 
     #[test]

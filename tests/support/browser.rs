@@ -1,6 +1,6 @@
 //! A real browser for the page tests: Debian's headless Chromium driven by `chromedriver`
-//! over WebDriver on loopback (a few JSON requests, no client crate). CI installs both
-//! (`.ci/run`); elsewhere a missing one skips the test, loudly.
+//! over WebDriver on loopback (a few JSON requests, no client crate). `.ci/run` installs
+//! both; a missing one fails the test with what to install.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,26 +10,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// `chromedriver` and the Chromium binary it drives, if installed.
-pub fn installed() -> Option<(PathBuf, PathBuf)> {
-    let driver = super::scrape::on_path("chromedriver");
+/// `chromedriver` and the Chromium binary it drives. Missing ones fail the test with what
+/// to install, like every external tool the tests run.
+#[track_caller]
+pub fn installed() -> (PathBuf, PathBuf) {
+    let driver = super::scrape::tool("chromedriver");
     // Debian's /usr/bin/chromium is a shell wrapper; chromedriver wants the binary itself.
     let browser = ["/usr/lib/chromium/chromium", "/usr/bin/chromium"]
         .iter()
         .map(PathBuf::from)
-        .find(|p| p.is_file());
-    match (driver, browser) {
-        (Some(d), Some(b)) => Some((d, b)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("chromium and chromedriver are not installed, and CI must run this test (apt-get install chromium chromium-driver)")
-        }
-        _ => {
-            eprintln!(
-                "\n\n*** SKIPPED: chromium or chromedriver is missing. Install them (Debian: apt-get install chromium chromium-driver) to run this test. ***\n\n"
-            );
-            None
-        }
-    }
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "Chromium is not installed, and this test runs it. Install Debian's `chromium` \
+                 and `chromium-driver` packages, or run `bash .ci/run`."
+            )
+        });
+    (driver, browser)
 }
 
 /// A running chromedriver with one headless Chromium session.

@@ -43,11 +43,13 @@ pub struct Receiver {
 
 impl Receiver {
     /// On a free loopback port.
+    #[track_caller]
     pub fn start() -> Receiver {
         Receiver::start_on("127.0.0.1:0".parse().unwrap())
     }
 
     /// On `addr` (a port the test chose earlier).
+    #[track_caller]
     pub fn start_on(addr: SocketAddr) -> Receiver {
         let listener = std::net::TcpListener::bind(addr).expect("bind the receiver");
         listener.set_nonblocking(true).unwrap();
@@ -99,6 +101,7 @@ impl Receiver {
     }
 
     /// Waits (bounded by `limit`) until at least `n` requests arrived; returns them all.
+    #[track_caller]
     pub fn wait_for(&self, n: usize, limit: Duration) -> Vec<ExportMetricsServiceRequest> {
         let start = Instant::now();
         while self.count() < n && start.elapsed() < limit {
@@ -126,6 +129,7 @@ impl Drop for Receiver {
 }
 
 /// The metrics of a request from one agent: one resource, one scope.
+#[track_caller]
 pub fn metrics(r: &ExportMetricsServiceRequest) -> &[Metric] {
     assert_eq!(r.resource_metrics.len(), 1, "one resource");
     let scopes = &r.resource_metrics[0].scope_metrics;
@@ -134,6 +138,7 @@ pub fn metrics(r: &ExportMetricsServiceRequest) -> &[Metric] {
 }
 
 /// The metric called `name`, if the request has it (asserting it has it once).
+#[track_caller]
 pub fn metric<'a>(r: &'a ExportMetricsServiceRequest, name: &str) -> Option<&'a Metric> {
     let found: Vec<_> = metrics(r).iter().filter(|m| m.name == name).collect();
     assert!(found.len() <= 1, "{name} appears {} times", found.len());
@@ -165,11 +170,12 @@ pub struct Rotel {
 }
 
 impl Rotel {
-    /// Starts it and waits (bounded) until it listens; `None` when `rotel-agent` is not
-    /// installed outside CI (the test is then skipped, loudly; under CI it fails).
-    pub fn start(downstream: &Receiver) -> Option<Rotel> {
+    /// Starts it and waits (bounded) until it listens; a missing `rotel-agent` fails the
+    /// test with what to install.
+    #[track_caller]
+    pub fn start(downstream: &Receiver) -> Rotel {
         use std::process::{Command, Stdio};
-        let rotel = super::scrape::tool("rotel-agent")?;
+        let rotel = super::scrape::tool("rotel-agent");
         let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         let grpc = loopback(super::scrape::free_port());
         let dir = std::env::temp_dir().join(format!(
@@ -207,7 +213,7 @@ impl Rotel {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(rotel)
+        rotel
     }
 
     /// `http://127.0.0.1:<port>` of its gRPC receiver.
