@@ -52,6 +52,7 @@ const RUNTIME_FILES: &[&str] = &[
     "/library/std/src/thread/lifecycle.rs",
     "/library/std/src/rt.rs",
     "/library/alloc/src/boxed.rs",
+    "/library/test/src/",
 ];
 
 /// pollwatch's own sources, wherever the crate was built from.
@@ -71,6 +72,30 @@ fn is_runtime(frame: &Frame) -> bool {
     };
     let tokio_runtime = file.contains("/tokio-") && file.contains("/src/runtime/");
     tokio_runtime || file.starts_with(OWN_SOURCES) || RUNTIME_FILES.iter().any(|p| file.contains(p))
+}
+
+/// Path fragments of code that is not the application's own: the standard library (built
+/// under `/rustc/<hash>/`) and crates from a registry or a git checkout (`$CARGO_HOME`).
+const DEPENDENCY_FILES: &[&str] = &["/rustc/", "/registry/src/", "/git/checkouts/"];
+
+/// Function-name prefixes of the standard library, for frames without a file.
+const STD_PREFIXES: &[&str] = &["std::", "core::", "alloc::"];
+
+/// Whether a frame is the application's own code: a Rust function (its name has a path;
+/// the C library's do not) with a source file, that is not runtime machinery, the standard
+/// library or a dependency from a registry. These are the frames a developer edits.
+pub(crate) fn is_own_code(frame: &Frame) -> bool {
+    let name = frame.function.trim_start_matches('<');
+    if !name.contains("::")
+        || is_runtime(frame)
+        || STD_PREFIXES.iter().any(|p| name.starts_with(p))
+    {
+        return false;
+    }
+    frame
+        .file
+        .as_deref()
+        .is_some_and(|file| !DEPENDENCY_FILES.iter().any(|p| file.contains(p)))
 }
 
 /// The frames a person needs: the application's own, plus the innermost ones (where the
