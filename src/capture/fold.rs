@@ -70,7 +70,10 @@ fn is_runtime(frame: &Frame) -> bool {
     let Some(file) = frame.file.as_deref() else {
         return false;
     };
-    let tokio_runtime = file.contains("/tokio-") && file.contains("/src/runtime/");
+    // All of tokio's own sources, not only its runtime: after the first application frame
+    // they are the scheduler's machinery (task harness, `loom` cells, coop budget), whose
+    // names in binaries built with line tables only have no module path to match.
+    let tokio_runtime = file.contains("/tokio-") && file.contains("/src/");
     tokio_runtime || file.starts_with(OWN_SOURCES) || RUNTIME_FILES.iter().any(|p| file.contains(p))
 }
 
@@ -81,21 +84,17 @@ const DEPENDENCY_FILES: &[&str] = &["/rustc/", "/registry/src/", "/git/checkouts
 /// Function-name prefixes of the standard library, for frames without a file.
 const STD_PREFIXES: &[&str] = &["std::", "core::", "alloc::"];
 
-/// Whether a frame is the application's own code: a Rust function (its name has a path;
-/// the C library's do not) with a source file, that is not runtime machinery, the standard
-/// library or a dependency from a registry. These are the frames a developer edits.
+/// Whether a frame is the application's own code: Rust source (a `.rs` file; the C
+/// library's are `.c`, or none) that is not runtime machinery, the standard library or a
+/// dependency from a registry. These are the frames a developer edits.
 pub(crate) fn is_own_code(frame: &Frame) -> bool {
     let name = frame.function.trim_start_matches('<');
-    if !name.contains("::")
-        || is_runtime(frame)
-        || STD_PREFIXES.iter().any(|p| name.starts_with(p))
-    {
+    if is_runtime(frame) || STD_PREFIXES.iter().any(|p| name.starts_with(p)) {
         return false;
     }
-    frame
-        .file
-        .as_deref()
-        .is_some_and(|file| !DEPENDENCY_FILES.iter().any(|p| file.contains(p)))
+    frame.file.as_deref().is_some_and(|file| {
+        file.ends_with(".rs") && !DEPENDENCY_FILES.iter().any(|p| file.contains(p))
+    })
 }
 
 /// The frames a person needs: the application's own, plus the innermost ones (where the
@@ -135,4 +134,72 @@ fn push_fold(out: &mut Vec<Frame>, run: usize) {
         file: None,
         line: None,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, file: Option<&str>) -> Frame {
+        Frame {
+            function: function.to_string(),
+            file: file.map(str::to_string),
+            line: file.map(|_| 1),
+        }
+    }
+
+    #[test]
+    fn own_code_is_the_application_s_rust_source_only() {
+        let own = [
+            frame("app::load_config", Some("/home/me/app/src/lib.rs")),
+            // Line tables only: short names, the file tells.
+            frame("{closure#0}", Some("/home/me/app/tests/blocking.rs")),
+            frame("app::handler", Some("src/handler.rs")),
+        ];
+        for f in &own {
+            assert!(is_own_code(f), "{f:?}");
+        }
+        let not_own = [
+            frame(
+                "__GI___clock_nanosleep",
+                Some("./time/../sysdeps/unix/sysv/linux/clock_nanosleep.c"),
+            ),
+            frame("clock_nanosleep", None),
+            frame(
+                "std::thread::functions::sleep",
+                Some("/rustc/abc/library/std/src/thread/functions.rs"),
+            ),
+            frame(
+                "fold<u8, u32>",
+                Some("/rustc/abc/library/core/src/slice/iter/macros.rs"),
+            ),
+            frame(
+                "with_budget<()>",
+                Some("/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1/src/task/coop/mod.rs"),
+            ),
+            frame(
+                "serde_json::de::from_str",
+                Some("/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/serde_json-1.0.1/src/de.rs"),
+            ),
+            frame("pollwatch::testing::run", Some(concat!(env!("CARGO_MANIFEST_DIR"), "/src/testing/mod.rs"))),
+        ];
+        for f in &not_own {
+            assert!(!is_own_code(f), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn tokio_frames_without_module_paths_are_folded() {
+        let tokio_file =
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1/src/loom/std/unsafe_cell.rs";
+        let frames = [
+            frame("app::work", Some("/home/me/app/src/lib.rs")),
+            frame("with_mut<Stage<F>>", Some(tokio_file)),
+            frame("budget<()>", Some(tokio_file)),
+            frame("app::main", Some("/home/me/app/src/main.rs")),
+        ];
+        let folded = fold_runtime_frames(&frames);
+        let names: Vec<&str> = folded.iter().map(|f| f.function.as_str()).collect();
+        assert_eq!(names, ["app::work", "… 2 runtime frames", "app::main"]);
+    }
 }

@@ -13,8 +13,9 @@ const MAX_STACK_LINES: usize = 40;
 /// Why a watched test failed: every poll that blocked its executor for longer than the
 /// threshold. Its `Display` is the failure message: per stall its duration, kind, spawn
 /// location (hooked mode), the test's own frames first, then the stack with the runtime's
-/// frames folded, and what to do about it.
-#[derive(Clone, Debug)]
+/// frames folded, and what to do about it. `Debug` prints the same message, so that
+/// `guard.finish().unwrap()` and a test returning `Result<(), Failure>` show it as it is.
+#[derive(Clone)]
 pub struct Failure {
     test: String,
     threshold: Duration,
@@ -52,6 +53,12 @@ impl Failure {
 }
 
 impl std::error::Error for Failure {}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 pub mod console;
 pub mod dashboards;
+pub mod fixture;
 #[cfg(feature = "opentelemetry")]
 pub mod otlp;
 pub mod prometheus;

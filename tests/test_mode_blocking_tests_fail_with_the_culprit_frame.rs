@@ -1,0 +1,95 @@
+//! Test mode through `cargo test`, as a user's CI runs it: eight tests of a small application
+//! (`tests/fixtures/test-mode/tests/blocking.rs`) each block their executor for 50 ms, in
+//! parallel, each in a different way (`#[tokio::test]` body on `current_thread`, spawned
+//! tasks on both flavors, `std::sync::Mutex` wait, short sleeps past a per-test threshold,
+//! `testing::run`, a runtime the test builds and `finish()`). Every one fails, after its body,
+//! with its own culprit function in the message, the duration and kind; in the hooked build
+//! the tests on runtimes built through pollwatch also name the spawn location.
+
+mod support;
+
+/// Test name, the fixture function that blocks in it, its stall kind.
+const CASES: [(&str, &str, &str); 8] = [
+    (
+        "body_blocks_a_current_thread_runtime",
+        "load_config_synchronously",
+        "off_cpu",
+    ),
+    (
+        "spawned_task_spins_on_a_current_thread_runtime",
+        "hash_password_on_the_executor",
+        "cpu",
+    ),
+    (
+        "spawned_task_waits_for_a_std_mutex",
+        "wait_for_the_std_mutex",
+        "off_cpu",
+    ),
+    (
+        "spawned_task_sleeps_in_short_steps_past_a_per_test_threshold",
+        "poll_the_flag_with_short_sleeps",
+        "off_cpu",
+    ),
+    (
+        "spawned_task_resolves_synchronously",
+        "resolve_synchronously",
+        "off_cpu",
+    ),
+    (
+        "spawned_task_compresses_on_the_executor",
+        "compress_on_the_executor",
+        "cpu",
+    ),
+    (
+        "run_helper_catches_a_blocking_task",
+        "flush_synchronously",
+        "off_cpu",
+    ),
+    (
+        "finish_returns_the_failure_from_a_runtime_the_test_builds",
+        "write_audit_log_synchronously",
+        "off_cpu",
+    ),
+];
+
+#[test]
+fn test_mode_blocking_tests_fail_with_the_culprit_frame() {
+    let fixture = support::fixture::fixture();
+    let run = fixture.cargo_test(&["--test", "blocking"], &[]);
+    println!("{}", run.output);
+    assert_eq!(run.status.code(), Some(101), "cargo test fails: {run:?}");
+    assert!(
+        run.output.contains("test result: FAILED. 0 passed; 8 failed"),
+        "all eight fail: {run:?}"
+    );
+    for (test, culprit, kind) in CASES {
+        assert!(run.failed(test), "{test} fails");
+        let message = run
+            .failure_of(test)
+            .unwrap_or_else(|| panic!("{test} has a failure message"));
+        let culprit_frame = format!("test_mode_fixture::{culprit} at ");
+        let own = message
+            .split("your code, innermost first:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{test}: no frames of its own code: {message}"));
+        let first_own = own.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        assert!(
+            first_own.trim().starts_with(&culprit_frame),
+            "{test}: the first frame of the test's own code is {culprit}, got {first_own:?}:\n{message}"
+        );
+        assert!(
+            message.contains("blocked the tokio executor for longer than"),
+            "{test}: {message}"
+        );
+        assert!(message.contains(&format!("ms ({kind}: ")), "{test}: kind {kind}: {message}");
+        assert!(
+            !message.contains("tokio::runtime::scheduler"),
+            "{test}: runtime frames are folded: {message}"
+        );
+        let hooked_case = test.starts_with("run_helper") || test.starts_with("finish_");
+        if support::HOOKED && hooked_case {
+            assert!(message.contains("(hooked mode)"), "{test}: {message}");
+            assert!(message.contains("spawned at tests/blocking.rs:"), "{test}: {message}");
+        }
+    }
+}
