@@ -28,6 +28,8 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 
+pub(crate) mod roll_call;
+
 use crate::slots::ThreadInfo;
 use crate::state::{Shared, MAX_THREADS};
 
@@ -110,6 +112,12 @@ impl ThreadEntry {
     pub(crate) fn index(&self) -> Option<(usize, u64)> {
         let i = self.index.load(Acquire);
         (i != NO_INDEX).then(|| (i, self.index_at.load(Acquire)))
+    }
+
+    /// Records that this thread runs worker `index` (learnt for certain by the caller).
+    pub(crate) fn set_index(&self, index: usize, now: u64) {
+        self.index.store(index, Relaxed);
+        self.index_at.store(now, Release);
     }
 
     pub(crate) fn exempt(&self) -> bool {
@@ -300,11 +308,22 @@ pub(crate) fn runtime_built(shared: &Shared, handle: &tokio::runtime::Handle) {
 }
 
 /// `Builder::attach`: on a `current_thread` runtime, the thread attaching from inside the
-/// runtime drives it. (Worker threads of a `multi_thread` runtime register themselves.)
-pub(crate) fn attached(shared: &Shared, handle: &tokio::runtime::Handle) {
+/// runtime drives it; the workers of a `multi_thread` runtime answer the roll call.
+pub(crate) fn attached(shared: &Arc<Shared>, handle: &tokio::runtime::Handle) {
     if is_current_thread(handle) {
         let inside = tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == handle.id());
         shared.threads.register_driver(shared.clock.raw(), inside);
+        return;
+    }
+    let roll = roll_call::call(shared, handle);
+    if roll.answered < roll.workers {
+        tracing::debug!(
+            target: "pollwatch",
+            "attach: {} of {} workers answered within {:?} (the others were busy; they register when they first poll pollwatch's probe)",
+            roll.answered, roll.workers, roll.took
+        );
+    } else {
+        tracing::trace!(target: "pollwatch", "attach: roll call of {} workers ({} indexed) took {:?}", roll.workers, roll.indexed, roll.took);
     }
 }
 
