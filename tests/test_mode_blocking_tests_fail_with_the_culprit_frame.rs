@@ -8,7 +8,8 @@
 
 mod support;
 
-/// Test name, the fixture function that blocks in it, its stall kind.
+/// Test name, the fixture function that blocks in it, its stall kind (`""`: not checked,
+/// see below).
 const CASES: [(&str, &str, &str); 8] = [
     (
         "body_blocks_a_current_thread_runtime",
@@ -28,7 +29,9 @@ const CASES: [(&str, &str, &str); 8] = [
     (
         "spawned_task_sleeps_in_short_steps_past_a_per_test_threshold",
         "poll_the_flag_with_short_sleeps",
-        "off_cpu",
+        // Mostly asleep, but it wakes every 5 ms: attach mode's per-tick votes may go
+        // either way, so only the frame and the failure are checked.
+        "",
     ),
     (
         "spawned_task_resolves_synchronously",
@@ -67,21 +70,28 @@ fn test_mode_blocking_tests_fail_with_the_culprit_frame() {
         let message = run
             .failure_of(test)
             .unwrap_or_else(|| panic!("{test} has a failure message"));
-        let culprit_frame = format!("test_mode_fixture::{culprit} at ");
+        // The function itself, or a closure inside it.
+        let culprit_frame = format!("test_mode_fixture::{culprit}");
         let own = message
             .split("your code, innermost first:")
             .nth(1)
             .unwrap_or_else(|| panic!("{test}: no frames of its own code: {message}"));
         let first_own = own.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let rest = first_own.trim().strip_prefix(&culprit_frame);
         assert!(
-            first_own.trim().starts_with(&culprit_frame),
+            rest.is_some_and(|r| r.starts_with(" at ") || r.starts_with("::{{closure}}")),
             "{test}: the first frame of the test's own code is {culprit}, got {first_own:?}:\n{message}"
         );
         assert!(
             message.contains("blocked the tokio executor for longer than"),
             "{test}: {message}"
         );
-        assert!(message.contains(&format!("ms ({kind}: ")), "{test}: kind {kind}: {message}");
+        if !kind.is_empty() {
+            assert!(
+                message.contains(&format!("ms ({kind}: ")),
+                "{test}: kind {kind}: {message}"
+            );
+        }
         assert!(
             !message.contains("tokio::runtime::scheduler"),
             "{test}: runtime frames are folded: {message}"

@@ -9,6 +9,10 @@
 //! half a tick + the watchdog's wake-up delay. Once an episode is
 //! open the slot is marked watched and the after-poll hook records the exact end.
 //!
+//! `allow_blocking`: a poll is counted from the end of its last `allow_blocking` scope (as
+//! first seen by the watchdog), so blocking that was allowed never adds up with what follows
+//! it in the same poll.
+//!
 //! Host-stall guard: time the poll's thread spent runnable but not running (the kernel's
 //! run-queue time, plus the wait going on right now, seen from its exact CPU clock) does not
 //! count towards the threshold. On a loaded machine (parallel tests on two cores) a short
@@ -35,6 +39,8 @@ struct Watched {
     poll_start: u64,
     /// `poll_start` came from the hooks' clock, not from the watchdog's first sight.
     start_exact: bool,
+    /// The slot's count of `allow_blocking` exits, as last seen.
+    exempt_exits: u32,
     cpu_base: Option<CpuSample>,
     /// How long the thread has waited for a CPU during this poll (the host-stall guard).
     run_queue: Option<RunQueueGuard>,
@@ -94,6 +100,18 @@ impl PollHookDetector {
                 w.lost_base = tick.lost_before;
                 w.cpu_base = None;
                 w.run_queue = None;
+                w.exempt_exits = view.exempt_exits;
+                continue;
+            }
+            if w.episode.is_none() && (view.exempt || view.exempt_exits != w.exempt_exits) {
+                // Inside `allow_blocking`, or it has left one since the last look: time up to
+                // now is allowed; the poll counts from here.
+                w.exempt_exits = view.exempt_exits;
+                w.start_exact = false;
+                w.poll_start = now_raw;
+                w.lost_base = tick.lost_before;
+                w.cpu_base = None;
+                w.run_queue = None;
                 continue;
             }
             let age = elapsed(shared, w.poll_start, now_raw);
@@ -121,7 +139,7 @@ impl PollHookDetector {
             } else {
                 shared.config.watchdog_tick / 8
             };
-            if view.exempt || tick.late || stuck + slack < threshold {
+            if tick.late || stuck + slack < threshold {
                 continue;
             }
             let share = w
