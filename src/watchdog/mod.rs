@@ -23,6 +23,9 @@ use crate::capture::StackCapturer;
 use crate::state::{Mode, Shared};
 use crate::Error;
 
+/// The longest [`Watchdog::start`] waits for the watchdog thread to take its first look.
+const STARTUP_WAIT: Duration = Duration::from_secs(1);
+
 /// One wake-up of the watchdog, as the detectors see it.
 pub(crate) struct Tick {
     /// The watchdog woke much later than asked (VM pause, debugger, CPU starvation): this
@@ -58,12 +61,16 @@ impl Watchdog {
             Reporter::spawn(shared.clone(), shared.config.warm_up_symbols)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
         let thread = crate::os_thread::spawn_named("pollwatch-watchdog", move || {
             let episodes = Episodes::new(shared.clone(), capturer, reporter);
-            run(&shared, handle, episodes, &flag);
+            run(&shared, handle, episodes, &flag, started_tx);
             // `episodes` (and with it the reporter's queue) is gone: the symbolizer ends.
             let _ = reporter_thread.join();
         })?;
+        // A new thread on a loaded machine may wait tens of milliseconds for its first run:
+        // return once it watches, so that a stall right after start-up is not missed.
+        let _ = started_rx.recv_timeout(STARTUP_WAIT);
         Ok(Watchdog {
             stop,
             thread: Some(thread),
@@ -92,6 +99,7 @@ fn run(
     handle: tokio::runtime::Handle,
     mut episodes: Episodes,
     stop: &AtomicBool,
+    started: std::sync::mpsc::SyncSender<()>,
 ) {
     let tick_len = shared.config.watchdog_tick;
     // A poll that begins just after the watchdog looked is first seen one sampling period
@@ -110,6 +118,7 @@ fn run(
     let mut lag_probe = Probe::start(shared, &handle);
     let mut last = Instant::now();
     let mut lost = Duration::ZERO;
+    let _ = started.try_send(());
     while !stop.load(Acquire) {
         std::thread::park_timeout(period.saturating_sub(last.elapsed()));
         let now = Instant::now();
