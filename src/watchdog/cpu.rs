@@ -72,6 +72,75 @@ pub(crate) fn scheduler_state(tid: i32) -> Option<u8> {
     stat.get(close + 2).copied()
 }
 
+/// The system call thread `tid` is in right now, from `/proc/self/task/<tid>/syscall`
+/// (`None`: not in one, or unreadable).
+fn current_syscall(tid: i32) -> Option<i64> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+    text.split_ascii_whitespace().next()?.parse::<i64>().ok()
+}
+
+/// Whether thread `tid` is asleep in the kernel on something other than a timer: a lock (a
+/// futex: `std::sync::Mutex`, the allocator's lock), the kernel's own locks (`brk`, `mmap`,
+/// a page fault), I/O. Unlike a sleep, such a wait can be another thread's doing.
+fn asleep_on_something_else_than_a_timer(tid: i32) -> bool {
+    if !matches!(scheduler_state(tid), Some(b'S' | b'D')) {
+        return false;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let sleeping = [libc::SYS_nanosleep, libc::SYS_clock_nanosleep];
+        !current_syscall(tid).is_some_and(|n| sleeping.contains(&n))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = current_syscall;
+        false
+    }
+}
+
+/// Host-stall guard for waits: thread `tid` is asleep on something other than a timer while
+/// another thread of this process is runnable but not running, most likely what it waits
+/// for (the holder of its lock). Not a blocking future: the host's. Called only when such a
+/// wait is about to become a stall, never per tick; it sleeps 1 ms on the caller's thread.
+pub(crate) fn waits_for_a_starved_thread(tid: i32) -> bool {
+    asleep_on_something_else_than_a_timer(tid) && another_thread_is_starved(tid)
+}
+
+/// Threads looked at, at most, by [`another_thread_is_starved`].
+const MAX_THREADS_LOOKED_AT: usize = 512;
+/// How long [`another_thread_is_starved`] watches the runnable threads.
+const STARVED_LOOK: Duration = Duration::from_millis(1);
+
+/// Whether some thread of this process other than `except` (and the caller) is runnable but
+/// not running: runnable now, and its exact CPU clock did not move over a short look (1 ms,
+/// spent sleeping on the caller's thread).
+///
+/// A thread waiting for a lock whose holder is such a thread waits for the host, not for its
+/// own code: on a loaded machine a lock held for microseconds can keep its waiters asleep for
+/// as long as the scheduler keeps the holder off the CPU. Called only when a lock wait is
+/// about to become a stall, never per tick.
+pub(crate) fn another_thread_is_starved(except: i32) -> bool {
+    // SAFETY: gettid has no preconditions.
+    let me = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return false;
+    };
+    let runnable: Vec<(i32, u64)> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&t| t != except && t != me)
+        .take(MAX_THREADS_LOOKED_AT)
+        .filter(|&t| scheduler_state(t) == Some(b'R'))
+        .filter_map(|t| Some((t, thread_cpu_ns(t)?)))
+        .collect();
+    if runnable.is_empty() {
+        return false;
+    }
+    std::thread::sleep(STARVED_LOOK);
+    runnable
+        .iter()
+        .any(|&(t, before)| thread_cpu_ns(t) == Some(before) && scheduler_state(t) == Some(b'R'))
+}
+
 /// Host-stall guard for one long poll: how much of it the thread spent waiting for a CPU
 /// (runnable, not running), which is the host's doing and not the poll's.
 ///
@@ -191,6 +260,36 @@ mod tests {
         // Spinning may be preempted on a busy machine; it still mostly runs or waits to run.
         let spin = CpuShare::between(&a, &b).unwrap();
         assert!(spin.on_cpu + spin.runqueue > 0.5, "{spin:?}");
+    }
+
+    #[test]
+    fn a_lock_wait_can_be_another_thread_s_doing_and_a_sleep_cannot() {
+        use std::sync::atomic::{AtomicI32, Ordering::*};
+        use std::sync::{Arc, Mutex};
+        static SLEEPER: AtomicI32 = AtomicI32::new(0);
+        static WAITER: AtomicI32 = AtomicI32::new(0);
+        let gettid = || unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+        let lock = Arc::new(Mutex::new(()));
+        let held = lock.lock().unwrap();
+        let sleeper = std::thread::spawn(move || {
+            SLEEPER.store(gettid(), Release);
+            std::thread::sleep(Duration::from_millis(300));
+        });
+        let l = lock.clone();
+        let waiter = std::thread::spawn(move || {
+            WAITER.store(gettid(), Release);
+            drop(l.lock().unwrap());
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let (s, w) = (SLEEPER.load(Acquire), WAITER.load(Acquire));
+        if scheduler_state(s).is_some() && current_syscall(s).is_some() {
+            assert!(!asleep_on_something_else_than_a_timer(s), "a sleep");
+            assert!(asleep_on_something_else_than_a_timer(w), "a mutex wait");
+            assert!(!waits_for_a_starved_thread(s), "a sleep is never excused");
+        }
+        drop(held);
+        waiter.join().unwrap();
+        sleeper.join().unwrap();
     }
 
     #[test]

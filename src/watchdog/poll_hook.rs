@@ -16,7 +16,11 @@
 //! Host-stall guard: time the poll's thread spent runnable but not running (the kernel's
 //! run-queue time, plus the wait going on right now, seen from its exact CPU clock) does not
 //! count towards the threshold. On a loaded machine (parallel tests on two cores) a short
-//! poll can be descheduled for tens of milliseconds: that is not a blocking future.
+//! poll can be descheduled for tens of milliseconds: that is not a blocking future. Nor is
+//! a poll asleep on anything but a timer (a mutex, the allocator's lock, the kernel's memory
+//! map lock in `brk`) while another thread of the process is runnable but not running,
+//! which is most likely the holder: it opens only on a later look at which no thread of the
+//! process is starved. A `thread::sleep` needs no other thread and is never excused.
 
 use std::time::Duration;
 
@@ -154,6 +158,11 @@ impl PollHookDetector {
             // tests) did not block for that time: only the rest counts.
             let queued = w.run_queue.as_ref().map_or(Duration::ZERO, |g| g.queued(tid));
             if stuck.saturating_sub(queued) + slack < threshold {
+                continue;
+            }
+            // Asleep on a lock while another thread of the process waits for a CPU: most
+            // likely the holder, descheduled. Looked at again next time.
+            if cpu::waits_for_a_starved_thread(tid) {
                 continue;
             }
             let thread = w.thread.as_ref();

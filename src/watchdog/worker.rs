@@ -26,7 +26,9 @@
 //!    silence was not stuck then, so its count starts at that poll (on a `current_thread`
 //!    runtime, see below). On a tick that was
 //!    not late, a stall opens for it unless it is inside `allow_blocking` (and it counts
-//!    from the end of the last such scope seen) or its CPU share
+//!    from the end of the last such scope seen), asleep on anything but a timer while
+//!    another thread of the process is runnable but not running (most likely what it waits
+//!    for), or its CPU share
 //!    says the host starved it. Its stack is captured, `kind` comes from its CPU time over
 //!    the silence, `worker` is the index whose counters stopped; `task_id` and `spawned_at`
 //!    are unknown.
@@ -573,6 +575,10 @@ impl AttachDetector {
                 if share.is_some_and(|s| s.starved()) {
                     return true;
                 }
+                // Asleep on a lock whose holder is most likely descheduled: the host's.
+                if cpu::waits_for_a_starved_thread(e.tid()) {
+                    return true;
+                }
                 let kind = self.kind_of(&e, stretch);
                 (Some(e), kind, from)
             }
@@ -580,6 +586,11 @@ impl AttachDetector {
                 let shares: Vec<Option<CpuShare>> =
                     cands.iter().map(|e| self.share_of(e, None)).collect();
                 if !shares.is_empty() && shares.iter().all(|s| s.is_some_and(|s| s.starved())) {
+                    return true;
+                }
+                // No thread to look at: while some thread of the process waits for a CPU,
+                // a worker that cannot be told apart may be waiting for it.
+                if cpu::another_thread_is_starved(0) {
                     return true;
                 }
                 // The stuck thread is one of these: if they all agree, so does it.
