@@ -29,7 +29,7 @@ fn test_mode_warn_only_prints_the_report_and_passes() {
         "the blocking tests' reports are printed: {run:?}"
     );
     for w in warnings {
-        let report = w.split("\n\nA blocked poll").next().unwrap_or(w);
+        let report = w.split("\n\nA blocked poll stops").next().unwrap_or(w);
         assert!(
             report.contains("blocked the tokio executor for longer than 10 ms")
                 || report.contains("for longer than 20 ms"),

@@ -77,13 +77,17 @@ impl fmt::Display for Failure {
             stall(f, i + 1, r)?;
         }
         writeln!(f)?;
+        writeln!(
+            f,
+            "A blocked poll stops every other task of its worker. How to fix: move the blocking call\n\
+             off the executor (tokio::task::spawn_blocking, or the async version of the call:\n\
+             tokio::time::sleep, tokio::fs, tokio::sync::Mutex); if it is deliberate and short, wrap\n\
+             it in pollwatch::allow_blocking(|| ...)."
+        )?;
         write!(
             f,
-            "A blocked poll stops every other task on its worker. Move the blocking call off the executor \
-             (tokio::task::spawn_blocking, or its async version: tokio::time::sleep, tokio::fs, tokio::sync::Mutex); \
-             if it is deliberate and short, wrap it in pollwatch::allow_blocking(|| ...). \
-             Threshold: TestWatch::threshold per test, POLLWATCH_TEST_THRESHOLD_MS for all; \
-             POLLWATCH_TEST_WARN_ONLY=1 reports without failing."
+            "Threshold: TestWatch::threshold per test, POLLWATCH_TEST_THRESHOLD_MS for every test;\n\
+             POLLWATCH_TEST_WARN_ONLY=1 prints this instead of failing."
         )
     }
 }
