@@ -22,7 +22,9 @@ fn allowed_then_short(allow: bool) {
 }
 
 async fn in_body(allow: bool) -> Result<(), pollwatch::testing::Failure> {
-    let guard = TestWatch::new().attach(&tokio::runtime::Handle::current()).unwrap();
+    let guard = TestWatch::new()
+        .attach(&tokio::runtime::Handle::current())
+        .unwrap();
     tokio::task::yield_now().await;
     allowed_then_short(allow);
     guard.finish()
@@ -48,7 +50,10 @@ async fn allow_blocking_in_a_current_thread_body_then_more_work_passes() {
 #[tokio::test]
 async fn the_same_body_without_allow_blocking_fails() {
     let failure = in_body(false).await.unwrap_err();
-    assert!(failure.to_string().contains("allowed_then_short"), "{failure}");
+    assert!(
+        failure.to_string().contains("allowed_then_short"),
+        "{failure}"
+    );
 }
 
 #[test]
@@ -59,5 +64,8 @@ fn allow_blocking_in_a_task_then_more_work_passes() {
 #[test]
 fn the_same_task_without_allow_blocking_fails() {
     let failure = on_a_built_runtime(false).unwrap_err();
-    assert!(failure.to_string().contains("allowed_then_short"), "{failure}");
+    assert!(
+        failure.to_string().contains("allowed_then_short"),
+        "{failure}"
+    );
 }

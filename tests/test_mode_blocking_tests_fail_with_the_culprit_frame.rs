@@ -76,7 +76,10 @@ fn test_mode_blocking_tests_fail_with_the_culprit_frame() {
         let mut retried = Vec::new();
         let mut message = run.failure_of(test).map(str::to_string);
         while message.is_none() && retried.len() < RETRIES {
-            assert!(run.passed(test) || !retried.is_empty(), "{test} ran: {run:?}");
+            assert!(
+                run.passed(test) || !retried.is_empty(),
+                "{test} ran: {run:?}"
+            );
             let again = fixture.cargo_test(&["--test", "blocking", "--", "--exact", test], &[]);
             message = again.failure_of(test).map(str::to_string);
             retried.push(again);
@@ -85,7 +88,10 @@ fn test_mode_blocking_tests_fail_with_the_culprit_frame() {
             println!("{test}: missed {} time(s) before it failed", retried.len());
         }
         let message = message.unwrap_or_else(|| {
-            panic!("{test} fails (in {} runs): {run:?}\n{retried:?}", RETRIES + 1)
+            panic!(
+                "{test} fails (in {} runs): {run:?}\n{retried:?}",
+                RETRIES + 1
+            )
         });
         // The function itself, or a closure inside it.
         let culprit_frame = format!("test_mode_fixture::{culprit}");
@@ -116,7 +122,10 @@ fn test_mode_blocking_tests_fail_with_the_culprit_frame() {
         let hooked_case = test.starts_with("run_helper") || test.starts_with("finish_");
         if support::HOOKED && hooked_case {
             assert!(message.contains("(hooked mode)"), "{test}: {message}");
-            assert!(message.contains("spawned at tests/blocking.rs:"), "{test}: {message}");
+            assert!(
+                message.contains("spawned at tests/blocking.rs:"),
+                "{test}: {message}"
+            );
         }
     }
 }

@@ -41,9 +41,9 @@ fn check(failure: &Failure) {
     assert_eq!(r.kind, StallKind::OffCpu, "{r:#?}");
     assert!(r.duration_ms >= 10.0, "{r:#?}");
     assert!(
-        r.frames
-            .iter()
-            .any(|f| f.function.ends_with("::reads_the_config_file_synchronously")),
+        r.frames.iter().any(|f| f
+            .function
+            .ends_with("::reads_the_config_file_synchronously")),
         "{r:#?}"
     );
     let text = failure.to_string();

@@ -25,7 +25,8 @@ fn a_higher_threshold_for_every_test_lets_50_ms_blocks_pass_but_not_a_per_test_t
     }
     let run = runs.last().unwrap();
     assert!(
-        run.output.contains("test result: FAILED. 7 passed; 1 failed"),
+        run.output
+            .contains("test result: FAILED. 7 passed; 1 failed"),
         "only the test with its own threshold fails: {runs:?}"
     );
     let message = run.failure_of(OWN_THRESHOLD).unwrap();
@@ -44,7 +45,8 @@ fn a_bad_threshold_variable_fails_every_watched_test_naming_it_and_its_value() {
     );
     assert_eq!(run.status.code(), Some(101), "{run:?}");
     assert!(
-        run.output.contains("test result: FAILED. 0 passed; 8 failed"),
+        run.output
+            .contains("test result: FAILED. 0 passed; 8 failed"),
         "{run:?}"
     );
     for test in [

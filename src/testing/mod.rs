@@ -176,7 +176,10 @@ impl TestWatch {
     ) -> Result<(tokio::runtime::Runtime, TestGuard), Error> {
         let s = self.settings(|name| std::env::var(name).ok())?;
         let (runtime, agent) = s.builder.build_runtime(builder)?;
-        Ok((runtime, TestGuard::new(agent, s.threshold, s.warn_only, s.test)))
+        Ok((
+            runtime,
+            TestGuard::new(agent, s.threshold, s.warn_only, s.test),
+        ))
     }
 
     /// [`run`] with these settings.

@@ -191,8 +191,8 @@ impl RunQueueGuard {
     /// a little before the guard started: it errs towards the host, never towards a false
     /// stall.
     pub(crate) fn queued(&self, tid: i32) -> Duration {
-        let accounted = sample(tid)
-            .map_or(0, |s| s.runqueue_ns.saturating_sub(self.base.runqueue_ns));
+        let accounted =
+            sample(tid).map_or(0, |s| s.runqueue_ns.saturating_sub(self.base.runqueue_ns));
         let current = if self.waiting {
             self.sampled_at.saturating_duration_since(self.last_ran)
         } else {
@@ -327,9 +327,16 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         let d = thread_cpu_ns(tid).unwrap();
         // Thirty 1 ms sleeps cost microseconds of CPU, not milliseconds.
-        assert!(d - c < 5_000_000, "a sleeping thread's hardly moves: {c} -> {d}");
+        assert!(
+            d - c < 5_000_000,
+            "a sleeping thread's hardly moves: {c} -> {d}"
+        );
         STOP.store(true, Release);
         t.join().unwrap();
-        assert_eq!(thread_cpu_ns(tid), None, "a thread that is gone has no clock");
+        assert_eq!(
+            thread_cpu_ns(tid),
+            None,
+            "a thread that is gone has no clock"
+        );
     }
 }

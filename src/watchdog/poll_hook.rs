@@ -156,7 +156,10 @@ impl PollHookDetector {
             }
             // A poll whose thread was runnable but not running (a loaded host, parallel
             // tests) did not block for that time: only the rest counts.
-            let queued = w.run_queue.as_ref().map_or(Duration::ZERO, |g| g.queued(tid));
+            let queued = w
+                .run_queue
+                .as_ref()
+                .map_or(Duration::ZERO, |g| g.queued(tid));
             if stuck.saturating_sub(queued) + slack < threshold {
                 continue;
             }

@@ -191,7 +191,10 @@ fn copy_fixture(dir: &Path) {
         if rel == Path::new("Cargo.toml") {
             let text = String::from_utf8(bytes).unwrap();
             let relative = r#"path = "../../..""#;
-            assert!(text.contains(relative), "the fixture depends on pollwatch by path");
+            assert!(
+                text.contains(relative),
+                "the fixture depends on pollwatch by path"
+            );
             let absolute = format!("path = {:?}", pollwatch.display().to_string());
             return text.replace(relative, &absolute).into_bytes();
         }
@@ -204,12 +207,7 @@ fn copy_fixture(dir: &Path) {
 }
 
 fn copy_tree(from: &Path, to: &Path, edit: &dyn Fn(&Path, Vec<u8>) -> Vec<u8>) {
-    fn walk(
-        root: &Path,
-        from: &Path,
-        to: &Path,
-        edit: &dyn Fn(&Path, Vec<u8>) -> Vec<u8>,
-    ) {
+    fn walk(root: &Path, from: &Path, to: &Path, edit: &dyn Fn(&Path, Vec<u8>) -> Vec<u8>) {
         for entry in std::fs::read_dir(from).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
