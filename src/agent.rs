@@ -285,6 +285,13 @@ impl Builder {
     /// spawn locations are unknown (`null`). See the README's attach-mode section for
     /// exactly what this mode sees. Hooks given to this builder cannot be installed into a
     /// running runtime: that is an error.
+    ///
+    /// Before it returns, every worker of a `multi_thread` runtime registers its thread (a
+    /// roll call of small tasks, each holding its worker until all have answered), so a
+    /// stall that begins right after `attach()` is watched. That holds each worker for well
+    /// under a millisecond on an idle runtime; a worker busy in a long poll cannot answer,
+    /// and the roll call gives up after 100 ms at most (that worker is watched once it
+    /// polls pollwatch's probe). Call it from `main` or from a task of the runtime.
     pub fn attach(self, handle: &tokio::runtime::Handle) -> Result<Agent, Error> {
         let config = self.checked_config()?.clone();
         if let Some(hook) = self.user_hooks.first_set() {
@@ -385,6 +392,10 @@ pub struct Agent {
     otlp: Option<crate::otlp::Pusher>,
     #[cfg(all(feature = "console", tokio_unstable))]
     console: Option<crate::console::Console>,
+    /// What the callbacks registered on an app's OpenTelemetry meters read through a `Weak`:
+    /// dropped with the agent, which ends them.
+    #[cfg(feature = "opentelemetry-sdk")]
+    otel_sdk: std::sync::OnceLock<Arc<crate::export::otel_sdk::Link>>,
 }
 
 impl Agent {
@@ -404,6 +415,8 @@ impl Agent {
             otlp: None,
             #[cfg(all(feature = "console", tokio_unstable))]
             console: None,
+            #[cfg(feature = "opentelemetry-sdk")]
+            otel_sdk: std::sync::OnceLock::new(),
         }
     }
 
@@ -479,6 +492,8 @@ impl Agent {
             otlp,
             #[cfg(all(feature = "console", tokio_unstable))]
             console,
+            #[cfg(feature = "opentelemetry-sdk")]
+            otel_sdk: std::sync::OnceLock::new(),
         })
     }
 
@@ -565,6 +580,11 @@ impl Agent {
 
     pub(crate) fn runtime_handle(&self) -> Option<&tokio::runtime::Handle> {
         self.handle.as_ref()
+    }
+
+    #[cfg(feature = "opentelemetry-sdk")]
+    pub(crate) fn otel_sdk_link(&self) -> &std::sync::OnceLock<Arc<crate::export::otel_sdk::Link>> {
+        &self.otel_sdk
     }
 }
 

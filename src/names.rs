@@ -123,6 +123,10 @@ pub fn otel_label(prometheus_label: &str) -> &str {
     }
 }
 
+/// OpenTelemetry attributes whose values are integers in the OpenTelemetry conventions
+/// (every other attribute is a string).
+pub(crate) const OTEL_INT_ATTRIBUTES: [&str; 2] = ["code.line.number", "tokio.worker.index"];
+
 const CALLSITE: &[&str] = &["code_file_path", "code_line_number"];
 
 /// `tokio_workers`.
@@ -478,6 +482,66 @@ pub static METRICS: [&MetricDef; 29] = [
     &CONSOLE_TASKS_EVICTED,
 ];
 
+/// One exact part of a histogram (its count or its sum) as an observable counter, which is
+/// how a histogram reaches an application's OpenTelemetry SDK through
+/// `Agent::register_meter` (feature `opentelemetry-sdk`).
+///
+/// The OpenTelemetry metrics API (`opentelemetry` 0.33) has no instrument for a histogram
+/// that is aggregated elsewhere: its only histogram records single measurements, and
+/// re-recording pollwatch's buckets as fake measurements would invent a distribution. A
+/// histogram's count and sum are exact cumulative totals, so they go as two counters; the
+/// buckets themselves reach a backend only through the direct OTLP push or Prometheus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistogramPart {
+    /// The instrument name: the histogram's OpenTelemetry name plus `.count` or `.sum`.
+    pub otel: String,
+    /// `s` for the sum; for the count, what one observation is (`{poll}`, `{probe}`,
+    /// `{stall}`).
+    pub unit: &'static str,
+    /// What it is, then the histogram's help text.
+    pub description: String,
+}
+
+/// What one observation of each histogram is: the unit of its count.
+const HISTOGRAM_COUNT_UNITS: &[(&str, &str)] = &[
+    ("tokio.task.poll.duration", "{poll}"),
+    ("tokio.probe.schedule.duration", "{probe}"),
+    ("tokio.stall.duration", "{stall}"),
+];
+
+impl MetricDef {
+    /// For a histogram, its count as a counter named `<otel>.count` (see [`HistogramPart`]);
+    /// `None` for counters and gauges.
+    pub fn otel_histogram_count(&self) -> Option<HistogramPart> {
+        let unit = HISTOGRAM_COUNT_UNITS
+            .iter()
+            .find(|(otel, _)| *otel == self.otel)
+            .map(|(_, unit)| *unit)
+            .filter(|_| self.kind == MetricType::Histogram)?;
+        Some(HistogramPart {
+            otel: format!("{}.count", self.otel),
+            unit,
+            description: format!(
+                "Number of observations in the {} histogram (its exact count; buckets through the OTLP push or Prometheus): {}",
+                self.otel, self.help
+            ),
+        })
+    }
+
+    /// For a histogram, its sum as a counter named `<otel>.sum`, unit `s` (see
+    /// [`HistogramPart`]); `None` for counters and gauges.
+    pub fn otel_histogram_sum(&self) -> Option<HistogramPart> {
+        (self.kind == MetricType::Histogram).then(|| HistogramPart {
+            otel: format!("{}.sum", self.otel),
+            unit: self.unit,
+            description: format!(
+                "Sum of the observations in the {} histogram (its exact sum; buckets through the OTLP push or Prometheus): {}",
+                self.otel, self.help
+            ),
+        })
+    }
+}
+
 /// The entry for a Prometheus family name, if pollwatch exports one by that name.
 pub fn by_prometheus_name(name: &str) -> Option<&'static MetricDef> {
     METRICS.iter().copied().find(|m| m.prometheus == name)
@@ -550,6 +614,25 @@ mod tests {
                 assert!(!l.starts_with("__") && *l != "le", "{l}");
             }
         }
+    }
+
+    #[test]
+    fn every_histogram_has_a_count_and_a_sum_part_and_nothing_else_does() {
+        let mut all: Vec<String> = METRICS.iter().map(|m| m.otel.to_string()).collect();
+        for m in METRICS {
+            let (count, sum) = (m.otel_histogram_count(), m.otel_histogram_sum());
+            assert_eq!(count.is_some(), m.kind == MetricType::Histogram, "{m:?}");
+            assert_eq!(sum.is_some(), m.kind == MetricType::Histogram, "{m:?}");
+            if let (Some(count), Some(sum)) = (count, sum) {
+                assert!(count.unit.starts_with('{') && count.unit.ends_with('}'));
+                assert_eq!(sum.unit, "s");
+                all.extend([count.otel, sum.otel]);
+            }
+        }
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "an OpenTelemetry name is used twice");
     }
 
     #[test]

@@ -170,6 +170,11 @@ impl PollSlot {
         callsite: u32,
         start: u64,
     ) {
+        // The seqlock's writer side: a reader that sees any field of this poll must also see
+        // the previous poll's end (the even generation), so that its second generation read
+        // rejects a view mixing two polls. No instruction on x86-64 (a compiler barrier);
+        // on aarch64 a barrier, since a release store alone lets later stores pass it.
+        std::sync::atomic::fence(Release);
         self.task_id.store(task_id, Relaxed);
         self.spawned_at
             .store(spawned_at as *const Location<'static> as *mut _, Relaxed);
@@ -202,7 +207,9 @@ impl PollSlot {
             }
         }
         if now != 0 {
-            self.poll_end.store(now, Relaxed);
+            // Release: `poll_end_after` that reads this end also sees this poll's odd
+            // generation, so a later poll's end is never taken for an earlier poll's.
+            self.poll_end.store(now, Release);
         }
         let g = self.generation.load(Relaxed);
         self.generation.store((g | 1) + 1, Release);
@@ -476,4 +483,211 @@ pub fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
     // Attach mode knows threads, not polls: the thread itself is exempt meanwhile.
     let _attach = crate::attach::exempt_scope();
     f()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    #[track_caller]
+    fn view(slot: &PollSlot) -> PollView {
+        slot.view().expect("nobody writes: the view is consistent")
+    }
+
+    #[test]
+    fn a_poll_makes_the_generation_odd_and_its_end_makes_it_even_again() {
+        let slot = PollSlot::new(0, 4);
+        assert_eq!(view(&slot).generation, 0);
+        let here = Location::caller();
+        slot.begin_poll(7, here, 1, 0);
+        let v = view(&slot);
+        assert_eq!((v.generation, v.task_id, v.start), (1, 7, 0));
+        assert_eq!(v.spawned_at.map(|l| l.line()), Some(here.line()));
+        slot.end_poll(0, None, 1);
+        assert_eq!(view(&slot).generation, 2);
+        assert_eq!(
+            slot.callsite_totals(1),
+            (1, 0),
+            "the poll counted at its callsite"
+        );
+        slot.begin_poll(8, here, NO_CALLSITE, 123);
+        let v = view(&slot);
+        assert_eq!((v.generation, v.task_id, v.start), (3, 8, 123));
+        // A timed poll: its time goes into the histogram and the callsite, with its weight.
+        slot.end_poll(0, Some(1_000), 16);
+        assert_eq!(view(&slot).generation, 4);
+        assert_eq!(slot.poll_time.snapshot().count(), 16);
+        assert_eq!(
+            slot.callsite_totals(1),
+            (1, 0),
+            "NO_CALLSITE counts nowhere"
+        );
+        assert_eq!(slot.callsite_totals(u32::MAX), (0, 0));
+    }
+
+    #[test]
+    fn the_after_poll_hook_reads_the_clock_only_for_a_timed_or_a_watched_poll() {
+        let slot = PollSlot::new(0, 1);
+        let here = Location::caller();
+        slot.begin_poll(1, here, 0, 0);
+        assert!(!slot.needs_end_time(), "untimed, unwatched: no clock");
+        slot.set_watched(true);
+        assert!(slot.needs_end_time(), "a stall episode is open on it");
+        slot.set_watched(false);
+        slot.end_poll(0, None, 1);
+        slot.begin_poll(2, here, 0, 55);
+        assert!(slot.needs_end_time(), "timed");
+        assert_eq!(slot.poll_start(), 55);
+    }
+
+    #[test]
+    fn the_end_of_a_watched_poll_is_its_own_and_no_later_polls() {
+        let slot = PollSlot::new(0, 1);
+        let here = Location::caller();
+        slot.begin_poll(1, here, 0, 0);
+        let generation = view(&slot).generation;
+        slot.set_watched(true);
+        assert_eq!(slot.poll_end_after(generation, 100), None, "still running");
+        slot.end_poll(500, None, 1);
+        assert_eq!(slot.poll_end_after(generation, 100), Some(500));
+        assert_eq!(
+            slot.poll_end_after(generation, 600),
+            None,
+            "an end before the start is not this poll's"
+        );
+        slot.begin_poll(2, here, 0, 0);
+        assert_eq!(
+            slot.poll_end_after(generation, 100),
+            None,
+            "a later poll began"
+        );
+    }
+
+    #[test]
+    fn one_poll_in_every_n_is_timed_starting_with_the_first() {
+        let slot = PollSlot::new(0, 1);
+        let turns: Vec<bool> = (0..48).map(|_| slot.timing_turn(16)).collect();
+        let timed: Vec<usize> = (0..48).filter(|&i| turns[i]).collect();
+        assert_eq!(timed, [0, 16, 32]);
+        assert!((0..10).all(|_| slot.timing_turn(1)), "every poll");
+    }
+
+    /// A writer runs polls as fast as it can (each poll's fields derived from its number);
+    /// the reader's views, whenever they are `Some` and inside a poll, must be that poll's
+    /// fields and never a mix of two. Bounded by 200 000 polls and 5 s.
+    #[test]
+    fn a_view_never_mixes_two_polls_while_the_owner_writes() {
+        let slot = Arc::new(PollSlot::new(0, 1));
+        let (even, odd) = (Location::caller(), here_too());
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (slot, done) = (slot.clone(), done.clone());
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let mut n = 1u64;
+                while n <= 200_000 && start.elapsed() < Duration::from_secs(5) {
+                    let at = if n % 2 == 0 { even } else { odd };
+                    slot.begin_poll(n, at, 0, n * 10);
+                    for _ in 0..20 {
+                        std::hint::spin_loop(); // a short poll
+                    }
+                    slot.end_poll(0, None, 1);
+                    n += 1;
+                }
+                done.store(true, Release);
+                n - 1
+            })
+        };
+        let (mut inside, mut torn) = (0u64, 0u64);
+        while !done.load(Acquire) {
+            let Some(v) = slot.view() else {
+                torn += 1;
+                continue;
+            };
+            if v.generation % 2 == 0 {
+                continue;
+            }
+            inside += 1;
+            let n = v.generation.div_ceil(2);
+            let at = if n % 2 == 0 { even } else { odd };
+            assert_eq!(
+                (v.task_id, v.start),
+                (n, n * 10),
+                "generation {}",
+                v.generation
+            );
+            assert_eq!(v.spawned_at.map(|l| l.line()), Some(at.line()));
+        }
+        let polls = writer.join().unwrap();
+        assert_eq!(view(&slot).generation, polls * 2);
+        assert!(
+            inside > 0,
+            "the reader saw no poll running in {polls} polls ({torn} torn)"
+        );
+    }
+
+    #[inline(never)]
+    #[track_caller]
+    fn here_too() -> &'static Location<'static> {
+        Location::caller()
+    }
+
+    #[test]
+    fn allow_blocking_exempts_the_calling_threads_poll_only_inside_the_scope() {
+        let table = SlotTable::acquire(4, 1);
+        let slot = table.current().expect("a free slot");
+        slot.begin_poll(1, Location::caller(), 0, 0);
+        assert!(!view(slot).exempt);
+        allow_blocking(|| {
+            assert!(view(slot).exempt);
+            allow_blocking(|| assert!(view(slot).exempt, "nested"));
+            assert!(view(slot).exempt, "the outer scope still holds");
+            std::thread::scope(|s| {
+                s.spawn(|| allow_blocking(|| ()));
+            });
+            assert!(view(slot).exempt);
+        });
+        assert!(!view(slot).exempt, "scoped, not sticky");
+        let _ = std::panic::catch_unwind(|| allow_blocking(|| panic!("inside the scope")));
+        assert!(!view(slot).exempt, "a panic leaves the scope too");
+        // Another thread's scope never exempts this thread's poll.
+        std::thread::scope(|s| {
+            s.spawn(|| allow_blocking(|| assert!(!view(slot).exempt)));
+        });
+        slot.end_poll(0, None, 1);
+        table.release_current();
+        table.release();
+    }
+
+    #[test]
+    fn a_slot_given_back_and_claimed_again_has_a_new_claim_number() {
+        let table = SlotTable::acquire(1, 1);
+        let first = std::thread::scope(|s| {
+            s.spawn(|| {
+                let claim = table.current().expect("a free slot").claim_number();
+                table.release_current();
+                claim
+            })
+            .join()
+            .unwrap()
+        });
+        assert_ne!(first, 0);
+        let (_, slot) = table.iter().next().unwrap();
+        assert_eq!(slot.claim_number(), 0, "free");
+        let second = std::thread::scope(|s| {
+            s.spawn(|| table.current().expect("the freed slot").claim_number())
+                .join()
+                .unwrap()
+        });
+        assert!(second != 0 && second != first, "{first} then {second}");
+        // One slot, taken: a third thread polls unwatched, and is counted.
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(table.current().is_none()));
+        });
+        assert_eq!(table.untracked_polls.load(Relaxed), 1);
+        table.release();
+    }
 }

@@ -133,7 +133,11 @@ struct Seen {
     during: Vec<StallReport>,
     /// From `attach()` returning to the task starting to block.
     gap: Duration,
+    /// How long `attach()` itself took (the roll call of the workers included).
+    attach_took: Duration,
     blocked_for: Duration,
+    /// When the blocking call began, to compare with the report's `started_at`.
+    began: std::time::SystemTime,
     thread: String,
 }
 
@@ -146,6 +150,7 @@ fn attach_then_block(
 ) -> (Arc<Agent>, Seen) {
     let (prepared, go, helper) = Prepared::new(what);
     let seen = rt.block_on(async move {
+        let calling = Instant::now();
         let agent = Arc::new(
             Agent::builder()
                 .stall_threshold(THRESHOLD)
@@ -153,19 +158,22 @@ fn attach_then_block(
                 .expect("attach"),
         );
         let attached = Instant::now();
+        let attach_took = attached - calling;
         if let Some(idle) = idle_first {
             tokio::time::sleep(idle).await;
         }
         let inside = agent.clone();
         let seen = tokio::spawn(async move {
             let gap = attached.elapsed();
-            let start = Instant::now();
+            let (start, began) = (Instant::now(), std::time::SystemTime::now());
             go.send(()).unwrap();
             prepared.block();
             Seen {
                 blocked_for: start.elapsed(),
                 during: inside.stalls(),
                 gap,
+                attach_took,
+                began,
                 thread: std::thread::current()
                     .name()
                     .unwrap_or_default()
@@ -183,8 +191,8 @@ fn attach_then_block(
 #[track_caller]
 fn check(label: &str, what: Blocking, agent: &Agent, seen: &Seen, workers: usize) {
     println!(
-        "{label} {what:?}: blocked {:?}, began {:?} after attach() returned",
-        seen.blocked_for, seen.gap
+        "{label} {what:?}: attach() took {:?}; blocked {:?}, began {:?} after attach() returned",
+        seen.attach_took, seen.blocked_for, seen.gap
     );
     let during = &seen.during;
     assert_eq!(
@@ -212,33 +220,43 @@ fn check(label: &str, what: Blocking, agent: &Agent, seen: &Seen, workers: usize
     assert!(r.tid > 0, "{label} {what:?}: {r:#?}");
     // Complete: its duration is the blocking call's, give or take the detector's
     // granularity (a tick, or the publication of progress).
+    // On a loaded host one capture can time out (the thread was not scheduled to take the
+    // signal in time): the stack is then the first of the later samples that succeeded.
+    let stack = |r: &StallReport| -> Option<Vec<pollwatch::capture::Frame>> {
+        std::iter::once((r.capture, &r.frames))
+            .chain(r.samples.iter().map(|s| (s.capture, &s.frames)))
+            .find(|(c, f)| *c == CaptureStatus::Ok && !f.is_empty())
+            .map(|(_, f)| f.clone())
+    };
     let after = support::wait_for(agent, Duration::from_secs(20), |s| {
-        s.len() == 1 && !s[0].ongoing && !s[0].frames.is_empty()
+        s.len() == 1 && !s[0].ongoing && (!support::CAPTURE_SUPPORTED || stack(&s[0]).is_some())
     });
-    assert_eq!(
-        after.len(),
-        1,
-        "{label} {what:?}: one report per stall: {after:#?}"
-    );
     let r = &after[0];
     assert!(!r.ongoing, "{label} {what:?}: {r:#?}");
     let blocked_ms = seen.blocked_for.as_secs_f64() * 1e3;
     assert!(
         r.duration_ms >= blocked_ms - 25.0 && r.duration_ms <= blocked_ms + 250.0,
-        "{label} {what:?}: duration {} ms for a {blocked_ms:.0} ms stall: {r:#?}",
-        r.duration_ms
+        "{label} {what:?}: duration {} ms for a {blocked_ms:.0} ms stall that began at {}: {r:#?}",
+        r.duration_ms,
+        humantime(seen.began)
     );
     if support::CAPTURE_SUPPORTED {
-        assert_eq!(r.capture, CaptureStatus::Ok, "{label} {what:?}: {r:#?}");
+        let frames = stack(r).unwrap_or_else(|| panic!("{label} {what:?}: no stack: {r:#?}"));
         let culprit = what.culprit();
         assert!(
-            r.frames
+            frames
                 .iter()
                 .any(|f| culprit.iter().any(|c| f.function.contains(c))),
-            "{label} {what:?}: a frame of {culprit:?} in {:#?}",
-            r.frames
+            "{label} {what:?}: a frame of {culprit:?} in {frames:#?}"
         );
     }
+}
+
+/// `began` as the reports write `started_at` (UTC, milliseconds).
+fn humantime(t: std::time::SystemTime) -> String {
+    let ms = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 86_400_000;
+    let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
+    format!("{h:02}:{m:02}:{s:02}.{:03}Z", ms % 1000)
 }
 
 fn multi_thread(workers: usize) -> tokio::runtime::Runtime {

@@ -1,5 +1,6 @@
 //! `tokio::task::block_in_place` hands the worker to another thread before blocking: the
-//! runtime keeps running, so it is not a stall. Blocking without it is.
+//! runtime keeps running, so it is not a stall. The same blocking without it, right after in
+//! the same runtime, is.
 
 mod support;
 
@@ -22,4 +23,5 @@ fn block_in_place_is_not_a_stall() {
         "{:#?}",
         agent.stalls()
     );
+    support::assert_a_real_stall_is_still_reported(&rt, &agent);
 }

@@ -4,6 +4,12 @@
 //! during `capture()` (only the returned `Vec` is allowed).
 //!
 //! The target allocates in a tight loop, so it would be counted too if it were not frozen.
+//!
+//! Linux x86_64 and aarch64 only: the platforms stack capture supports.
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

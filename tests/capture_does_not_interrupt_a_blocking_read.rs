@@ -1,6 +1,12 @@
 //! A thread blocked in `read()` on a pipe is captured while it waits, and its read then
 //! completes normally with the byte written later: the handler's `SA_RESTART` keeps the
 //! capture from turning into `EINTR` in the application.
+//!
+//! Linux x86_64 and aarch64 only: the platforms stack capture supports.
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::sync::mpsc;
 use std::thread;

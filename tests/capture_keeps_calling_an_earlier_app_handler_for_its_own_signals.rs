@@ -1,6 +1,12 @@
 //! An application that already handled the capture signal keeps receiving its own signals,
 //! process- and thread-directed, and is never called for a capture, not even for a capture
 //! signal that arrives late (after its request timed out on a masked thread).
+//!
+//! Linux x86_64 and aarch64 only: the platforms stack capture supports.
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};

@@ -2,6 +2,12 @@
 //! (descheduled, stopped in a debugger, dead), the thread resumes by itself after ~200 ms
 //! (the upper bound checked is loose, for loaded machines),
 //! that capture reports `Failed` (what was read may be torn), and the next one works.
+//!
+//! Linux x86_64 and aarch64 only: the platforms stack capture supports.
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};

@@ -1,6 +1,12 @@
 //! Once installed, the capture handler stays: dropping every capturer leaves it in place
 //! (a late capture signal must not meet the default action, which kills the process), a
 //! stray signal on that number is harmless, and a new capturer can use it again.
+//!
+//! Linux x86_64 and aarch64 only: the platforms stack capture supports.
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};

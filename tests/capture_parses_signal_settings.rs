@@ -1,5 +1,8 @@
 //! Signal settings are given by name relative to the real-time range or by number, and
 //! anything outside the real-time signals is refused with the setting's name in the error.
+//!
+//! Linux only: real-time signals are a Linux API.
+#![cfg(target_os = "linux")]
 
 use pollwatch::capture::{default_signal, parse_signal};
 use pollwatch::Error;

@@ -2,6 +2,12 @@
 //! interrupted code must find its own `errno` unchanged after every capture. A few rounds
 //! stall the watchdog inside the frozen window, so the handler also takes its deadline path,
 //! where its futex wait always ends in `ETIMEDOUT`.
+//!
+//! Linux x86_64 and aarch64 only: the platforms stack capture supports.
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};

@@ -2,6 +2,12 @@
 //! function (also when it is interrupted inside the vDSO's clock), a sleeping thread shows a
 //! `sleep` frame. Both tests run in parallel, which also
 //! exercises the process-wide capture lock.
+//!
+//! Linux x86_64 and aarch64 only: the platforms stack capture supports.
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};

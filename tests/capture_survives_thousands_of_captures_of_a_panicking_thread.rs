@@ -2,6 +2,12 @@
 //! allocates, and takes its own backtraces: the place where unwinding inside the signal
 //! handler crashes. Every capture must end `Ok` or `Timeout`, nothing may crash or hang, and
 //! the whole run must stay well inside CI's time.
+//!
+//! Linux x86_64 and aarch64 only: the platforms stack capture supports.
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::backtrace::Backtrace;
 use std::hint::black_box;

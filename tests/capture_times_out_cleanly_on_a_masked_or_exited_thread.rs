@@ -1,5 +1,11 @@
 //! A thread that cannot answer (signal masked, or gone) makes the capture end with a clean
 //! `Timeout` (or `Failed`) within its deadline, and the next capture of a healthy thread works.
+//!
+//! Linux x86_64 and aarch64 only: the platforms stack capture supports.
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};

@@ -1,6 +1,12 @@
 //! Several agents in one process: capturers on the same and on different signals, used from
 //! several watchdog threads at once, all capture their threads (captures are serialized
 //! process-wide because the handler's slot is process-wide).
+//!
+//! Linux x86_64 and aarch64 only: the platforms stack capture supports.
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};

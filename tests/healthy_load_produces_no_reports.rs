@@ -1,5 +1,6 @@
 //! Heavy but healthy load — many short polls on every worker for several seconds, both
-//! cores busy — produces zero reports at a 50 ms threshold.
+//! cores busy — produces zero reports at a 50 ms threshold, while a real stall right after, in
+//! the same runtime, is reported.
 
 mod support;
 
@@ -12,4 +13,5 @@ fn healthy_load_produces_no_reports() {
     assert!(polls >= 100_000, "only {polls} polls");
     let summary = agent.stall_summary();
     assert_eq!(summary.stalls_total, 0, "{:#?}", summary.stalls);
+    support::assert_a_real_stall_is_still_reported(&rt, &agent);
 }

@@ -42,9 +42,7 @@ fn query_until_non_empty(
 
 #[test]
 fn prometheus_server_scrapes_the_endpoint() {
-    let Some(binary) = scrape::tool("prometheus") else {
-        return;
-    };
+    let binary = scrape::tool("prometheus");
     let (rt, agent) = support::runtime_with(
         pollwatch::Agent::builder()
             .runtime_name("promtest")

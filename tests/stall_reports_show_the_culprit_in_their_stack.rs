@@ -1,6 +1,12 @@
 //! The stack captured while the thread was stuck names the culprit: RSA/bignum frames for a
 //! key generation, `sleep` for `std::thread::sleep`, the test's own function for a busy
 //! loop. Long stalls carry extra samples at 2×, 4× and 8× the threshold.
+//!
+//! Linux x86_64 and aarch64 only: the platforms stack capture supports.
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 mod support;
 
@@ -8,11 +14,6 @@ use std::time::Duration;
 
 use pollwatch::capture::CaptureStatus;
 use pollwatch::{Agent, StallReport};
-
-const SUPPORTED: bool = cfg!(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-));
 
 /// Waits until the report's frames are symbolized (that happens off the runtime).
 fn symbolized(agent: &Agent) -> StallReport {
@@ -29,9 +30,6 @@ fn functions(r: &StallReport) -> Vec<&str> {
 
 #[test]
 fn rsa_stall_shows_bignum_frames_under_the_caller() {
-    if !SUPPORTED {
-        return;
-    }
     let (rt, agent) = support::runtime(Duration::from_millis(30));
     rt.block_on(async {
         tokio::spawn(async {
@@ -57,9 +55,6 @@ fn rsa_stall_shows_bignum_frames_under_the_caller() {
 
 #[test]
 fn sleep_stall_shows_thread_sleep() {
-    if !SUPPORTED {
-        return;
-    }
     let (rt, agent) = support::runtime(Duration::from_millis(50));
     rt.block_on(async {
         tokio::spawn(async { std::thread::sleep(Duration::from_millis(200)) })
@@ -77,9 +72,6 @@ fn sleep_stall_shows_thread_sleep() {
 
 #[test]
 fn busy_loop_stall_shows_the_looping_function() {
-    if !SUPPORTED {
-        return;
-    }
     let (rt, agent) = support::runtime(Duration::from_millis(50));
     rt.block_on(async {
         tokio::spawn(async { support::busy_for(Duration::from_millis(200)) })
@@ -96,9 +88,6 @@ fn busy_loop_stall_shows_the_looping_function() {
 
 #[test]
 fn long_stall_gets_samples_at_2_4_and_8_times_the_threshold() {
-    if !SUPPORTED {
-        return;
-    }
     let (rt, agent) = support::runtime(Duration::from_millis(50));
     rt.block_on(async {
         tokio::spawn(async { std::thread::sleep(Duration::from_millis(600)) })

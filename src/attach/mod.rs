@@ -3,8 +3,9 @@
 //!
 //! Without task hooks nothing tells the watchdog which thread polls what, so attach mode
 //! learns the runtime's threads itself, in this registry:
-//! - a thread that polls one of pollwatch's own tasks (the scheduling probe, and at start a
-//!   few short "registrar" tasks) is a worker, and registers itself from inside that poll:
+//! - a thread that polls one of pollwatch's own tasks (the scheduling probe, and the roll
+//!   call's tasks that `attach()` runs before it returns: [`roll_call`]) is a worker, and
+//!   registers itself from inside that poll:
 //!   only the thread itself can read its stack bounds and `pthread_self`, which a stack
 //!   capture needs (a thread found in `/proc` by name gives neither, and a name does not
 //!   tell a worker from a `spawn_blocking` thread: tokio gives both the same one);

@@ -36,8 +36,9 @@ use crate::state::{Shared, MAX_THREADS};
 pub(crate) const LIMIT: Duration = Duration::from_millis(100);
 
 /// How long one registrar keeps re-reading the counts to learn its index, when another
-/// worker is waking or parking at the same moment.
-const INDEX_PATIENCE: Duration = Duration::from_millis(5);
+/// worker is waking or parking at the same moment (tokio wakes a second worker whenever a
+/// searching one finds a task; it parks again within microseconds on an idle host).
+const INDEX_PATIENCE: Duration = Duration::from_millis(20);
 
 /// What the roll call found.
 #[derive(Clone, Copy, Debug)]
@@ -119,6 +120,11 @@ pub(crate) fn call(shared: &Arc<Shared>, handle: &Handle) -> Roll {
                     });
                     call.wait(deadline, |&(n, _)| n > answered);
                 }
+                // Every answering worker is still held, so none has moved: one thread left
+                // without an index runs the one index nobody claimed.
+                if registered() >= workers {
+                    by_elimination(shared, workers);
+                }
                 call.finish();
             });
         if spawner.is_err() {
@@ -135,6 +141,23 @@ pub(crate) fn call(shared: &Arc<Shared>, handle: &Handle) -> Roll {
             .filter(|e| e.is_worker() && e.index().is_some())
             .count(),
         took: start.elapsed(),
+    }
+}
+
+/// Gives the one worker thread that has no index the one index that no thread claimed.
+fn by_elimination(shared: &Shared, workers: usize) {
+    let entries = shared.threads.snapshot();
+    let unindexed: Vec<&Arc<ThreadEntry>> = entries
+        .iter()
+        .filter(|e| e.is_worker() && e.index().is_none())
+        .collect();
+    let claimed: Vec<usize> = entries
+        .iter()
+        .filter_map(|e| e.index().map(|(i, _)| i))
+        .collect();
+    let unclaimed: Vec<usize> = (0..workers).filter(|i| !claimed.contains(i)).collect();
+    if let ([e], [i]) = (unindexed.as_slice(), unclaimed.as_slice()) {
+        e.set_index(*i, shared.clock.raw());
     }
 }
 

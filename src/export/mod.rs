@@ -1,5 +1,5 @@
 //! Exporters: the Prometheus text format, the `prometheus` crate collector, the OTLP
-//! request and the `/stalls` JSON. All of them read [`crate::names`] for names and help, and
+//! request, the instruments on an app's OpenTelemetry `Meter` and the `/stalls` JSON. All of them read [`crate::names`] for names and help, and
 //! [`crate::sampler`] for values, at the moment they are asked.
 
 #[cfg(feature = "prometheus")]
@@ -7,6 +7,8 @@ pub(crate) mod collector;
 pub(crate) mod json;
 #[cfg(feature = "opentelemetry")]
 pub(crate) mod otel;
+#[cfg(feature = "opentelemetry-sdk")]
+pub(crate) mod otel_sdk;
 pub(crate) mod prometheus;
 
 use crate::sampler::Source;

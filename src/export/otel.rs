@@ -24,9 +24,6 @@ use crate::stats::histogram::BUCKET_BOUNDS_NS;
 /// The instrumentation scope of every metric: pollwatch and its version.
 pub(crate) const SCOPE_NAME: &str = "pollwatch";
 
-/// Attributes whose values are integers in the OpenTelemetry conventions.
-const INT_ATTRIBUTES: [&str; 2] = ["code.line.number", "tokio.worker.index"];
-
 /// The times of one export, in nanoseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Times {
@@ -146,7 +143,7 @@ fn attributes(runtime: &str, labels: &[&str], s: &Sample) -> Vec<KeyValue> {
             continue;
         }
         let key = names::otel_label(label);
-        let int = INT_ATTRIBUTES
+        let int = names::OTEL_INT_ATTRIBUTES
             .contains(&key)
             .then(|| value.parse::<i64>().ok())
             .flatten();

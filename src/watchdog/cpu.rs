@@ -243,12 +243,63 @@ impl CpuShare {
 mod tests {
     use super::*;
 
+    fn at(ms: u64, on_cpu_ms: u64, runqueue_ms: u64, base: std::time::Instant) -> CpuSample {
+        CpuSample {
+            at: base + Duration::from_millis(ms),
+            on_cpu_ns: on_cpu_ms * 1_000_000,
+            runqueue_ns: runqueue_ms * 1_000_000,
+            timeslices: 0,
+        }
+    }
+
+    #[test]
+    fn shares_are_fractions_of_the_wall_time_between_two_readings() {
+        let t = std::time::Instant::now();
+        let s = CpuShare::between(&at(0, 10, 5, t), &at(100, 60, 35, t)).unwrap();
+        assert!(
+            (s.on_cpu - 0.5).abs() < 1e-9 && (s.runqueue - 0.3).abs() < 1e-9,
+            "{s:?}"
+        );
+        // Under a millisecond apart, or out of order: too little to tell.
+        assert_eq!(CpuShare::between(&at(0, 0, 0, t), &at(0, 0, 0, t)), None);
+        assert_eq!(CpuShare::between(&at(5, 0, 0, t), &at(0, 9, 0, t)), None);
+        // Counters that went backwards (a reused tid) read as no time, not as a huge share.
+        let s = CpuShare::between(&at(0, 50, 50, t), &at(10, 0, 0, t)).unwrap();
+        assert_eq!((s.on_cpu, s.runqueue), (0.0, 0.0));
+    }
+
+    #[test]
+    fn a_thread_that_wanted_the_cpu_half_the_time_is_cpu_bound() {
+        let share = |on_cpu, runqueue| CpuShare { on_cpu, runqueue };
+        assert_eq!(share(0.9, 0.0).kind(), StallKind::Cpu);
+        assert_eq!(
+            share(0.2, 0.3).kind(),
+            StallKind::Cpu,
+            "ran or waited to run"
+        );
+        assert_eq!(share(0.2, 0.29).kind(), StallKind::OffCpu);
+        assert_eq!(share(0.0, 0.0).kind(), StallKind::OffCpu);
+    }
+
+    #[test]
+    fn starved_means_waiting_to_run_most_of_the_time_and_hardly_running() {
+        let share = |on_cpu, runqueue| CpuShare { on_cpu, runqueue };
+        assert!(share(0.05, 0.9).starved());
+        assert!(!share(0.1, 0.9).starved(), "ran a tenth: not starved");
+        assert!(!share(0.0, 0.5).starved(), "waited only half the time");
+        assert!(!share(0.0, 0.0).starved(), "asleep is not starved");
+    }
+
+    /// Linux has `/proc/self/task/<tid>/schedstat`; without it every `kind` is `unknown`,
+    /// which this test must not pass over.
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_spinning_thread_reads_as_cpu_and_a_sleeping_one_as_off_cpu() {
         let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
-        let Some(a) = sample(tid) else {
-            return; // no schedstat on this kernel: classification is `unknown`
-        };
+        let a = sample(tid).expect(
+            "/proc/self/task/<tid>/schedstat is readable (a kernel without schedstat \
+             classifies every stall as unknown)",
+        );
         let t0 = std::time::Instant::now();
         while t0.elapsed() < Duration::from_millis(30) {
             std::hint::black_box(0u64);

@@ -61,9 +61,7 @@ impl Episodes {
 
     pub(crate) fn open(&mut self, s: Suspect) -> Episode {
         let id = NEXT_STALL_ID.fetch_add(1, Relaxed);
-        let started = SystemTime::now()
-            .checked_sub(s.stuck_for)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let started = started_at(SystemTime::now(), s.stuck_for);
         // Capture first (tens of microseconds): the culprit is on the stack right now, and
         // the report is published with its final capture status.
         let (status, raw) = self.capture(s.thread.as_ref());
@@ -99,10 +97,11 @@ impl Episodes {
         self.shared
             .stalls
             .update(ep.id, |r| r.duration_ms = millis(stuck_for));
-        let Some(&multiple) = SAMPLE_AT.get(ep.samples_taken) else {
-            return;
-        };
-        if stuck_for < self.shared.config.stall_threshold * multiple {
+        if !sample_due(
+            ep.samples_taken,
+            stuck_for,
+            self.shared.config.stall_threshold,
+        ) {
             return;
         }
         ep.samples_taken += 1;
@@ -124,13 +123,8 @@ impl Episodes {
         thread: Option<&ThreadHandle>,
     ) -> (CaptureStatus, Option<crate::capture::RawStack>) {
         let result = match (&mut self.capturer, thread) {
-            (None, _) => Err(if self.shared.config.stacks {
-                CaptureStatus::Unsupported
-            } else {
-                CaptureStatus::Disabled
-            }),
-            (Some(_), None) => Err(CaptureStatus::Failed),
             (Some(c), Some(t)) => c.capture(t),
+            (c, _) => Err(no_capture(c.is_some(), self.shared.config.stacks)),
         };
         let status = match &result {
             Ok(_) => CaptureStatus::Ok,
@@ -141,6 +135,154 @@ impl Episodes {
     }
 }
 
+/// A long stall's next extra sample is due once it has lasted the next multiple of the
+/// threshold in [`SAMPLE_AT`]; after the last one, none.
+fn sample_due(samples_taken: usize, stuck_for: Duration, threshold: Duration) -> bool {
+    SAMPLE_AT
+        .get(samples_taken)
+        .is_some_and(|&multiple| stuck_for >= threshold * multiple)
+}
+
+/// Why no stack is taken when the capturer or the thread is missing: no capturer because
+/// stacks are off (`disabled`) or this platform has none (`unsupported`); a capturer but no
+/// thread to send the signal to (`failed`).
+fn no_capture(has_capturer: bool, stacks_on: bool) -> CaptureStatus {
+    match (has_capturer, stacks_on) {
+        (false, true) => CaptureStatus::Unsupported,
+        (false, false) => CaptureStatus::Disabled,
+        (true, _) => CaptureStatus::Failed,
+    }
+}
+
+/// When a stall that has lasted `stuck_for` by `now` began (the epoch, if that would be
+/// before it: a clock set far back must not panic).
+fn started_at(now: SystemTime, stuck_for: Duration) -> SystemTime {
+    now.checked_sub(stuck_for)
+        .filter(|t| *t >= SystemTime::UNIX_EPOCH)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// Milliseconds, rounded to a tenth: what `/stalls` shows.
 fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e4).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::state::Mode;
+    use std::time::Instant;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn extra_samples_fall_due_at_2_4_and_8_times_the_threshold_then_never() {
+        let t = 100 * MS;
+        assert!(!sample_due(0, 199 * MS, t));
+        assert!(sample_due(0, 200 * MS, t));
+        assert!(!sample_due(1, 399 * MS, t), "the second waits for 4×");
+        assert!(sample_due(1, 400 * MS, t));
+        assert!(sample_due(2, 800 * MS, t));
+        assert!(!sample_due(3, 100_000 * MS, t), "three at most");
+    }
+
+    #[test]
+    fn a_missing_stack_says_why() {
+        assert_eq!(no_capture(false, true), CaptureStatus::Unsupported);
+        assert_eq!(no_capture(false, false), CaptureStatus::Disabled);
+        assert_eq!(no_capture(true, true), CaptureStatus::Failed);
+    }
+
+    #[test]
+    fn the_start_is_now_minus_the_stuck_time_and_never_before_the_epoch() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(
+            started_at(now, 250 * MS),
+            now.checked_sub(250 * MS).unwrap()
+        );
+        assert_eq!(
+            started_at(now, Duration::from_secs(5_000)),
+            SystemTime::UNIX_EPOCH
+        );
+    }
+
+    #[test]
+    fn durations_are_milliseconds_to_a_tenth() {
+        assert_eq!(millis(Duration::from_micros(812_449)), 812.4);
+        assert_eq!(millis(Duration::from_micros(812_450)), 812.5);
+        assert_eq!(millis(Duration::ZERO), 0.0);
+    }
+
+    /// One episode through the real stall log and symbolizer thread, from a synthetic
+    /// suspect (no thread, stacks off): counted once when opened, kept up to date, sampled
+    /// at 2× and 4× the threshold, closed with its total.
+    #[test]
+    fn an_episode_is_counted_once_updated_sampled_and_closed() {
+        let config = Config {
+            stacks: false,
+            stall_threshold: 100 * MS,
+            ..Config::default()
+        };
+        let shared = Arc::new(Shared::new(config, Mode::Hooked));
+        let (reporter, symbolizer) = Reporter::spawn(shared.clone(), false).unwrap();
+        let mut episodes = Episodes::new(shared.clone(), None, reporter);
+        let mut ep = episodes.open(Suspect {
+            detection: Detection::PollHook,
+            thread: None,
+            thread_name: "worker-0".to_string(),
+            worker: Some(0),
+            task_id: Some(42),
+            spawned_at: Some(Location::caller()),
+            stuck_for: 120 * MS,
+            kind: StallKind::Cpu,
+        });
+        let view = shared.stalls.view();
+        assert_eq!(view.stalls_total, 1);
+        let r = &view.stalls[0];
+        assert!(r.ongoing, "{r:#?}");
+        assert_eq!(
+            (r.duration_ms, r.task_id, r.worker),
+            (120.0, Some(42), Some(0))
+        );
+        assert_eq!(r.capture, CaptureStatus::Disabled);
+        assert!(
+            r.spawned_at.as_deref().unwrap().contains("episode.rs"),
+            "{r:#?}"
+        );
+        assert_eq!(shared.stalls.ongoing(), 1);
+
+        for ms in [150, 210, 300, 420] {
+            episodes.still_stuck(&mut ep, ms * MS);
+        }
+        assert_eq!(shared.stalls.get(r.id).unwrap().duration_ms, 420.0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let samples = loop {
+            let samples = shared.stalls.get(r.id).unwrap().samples;
+            if samples.len() >= 2 || Instant::now() > deadline {
+                break samples;
+            }
+            std::thread::sleep(MS);
+        };
+        let at: Vec<f64> = samples.iter().map(|s| s.at_ms).collect();
+        assert_eq!(at, [210.0, 420.0], "first tick past 2×, first past 4×");
+        assert!(samples.iter().all(|s| s.capture == CaptureStatus::Disabled));
+
+        episodes.close(ep, 450 * MS);
+        let done = shared.stalls.get(r.id).unwrap();
+        assert!(!done.ongoing && done.duration_ms == 450.0, "{done:#?}");
+        assert_eq!(shared.stalls.ongoing(), 0);
+        assert_eq!(shared.stalls.view().stalls_total, 1, "counted once");
+        let durations = shared.stalls.durations();
+        assert_eq!(durations.count(), 1);
+        assert!((durations.sum_seconds() - 0.45).abs() < 1e-6);
+        let disabled = shared.counters.captures()[CaptureStatus::Disabled as usize].1;
+        assert_eq!(
+            disabled, 3,
+            "one capture attempt at the start, one per sample"
+        );
+
+        drop(episodes); // closes the symbolizer's queue: its thread ends
+        symbolizer.join().unwrap();
+    }
 }

@@ -61,16 +61,19 @@ impl Watchdog {
             Reporter::spawn(shared.clone(), shared.config.warm_up_symbols)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
+        // Everything the watchdog sees happened after this instant; its thread may start
+        // later (a busy host), and a stall that began in between is counted from here.
+        let started = Instant::now();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let thread = crate::os_thread::spawn_named("pollwatch-watchdog", move || {
             let episodes = Episodes::new(shared.clone(), capturer, reporter);
-            run(&shared, handle, episodes, &flag, started_tx);
+            run(&shared, handle, episodes, &flag, started, ready_tx);
             // `episodes` (and with it the reporter's queue) is gone: the symbolizer ends.
             let _ = reporter_thread.join();
         })?;
-        // A new thread on a loaded machine may wait tens of milliseconds for its first run:
-        // return once it watches, so that a stall right after start-up is not missed.
-        let _ = started_rx.recv_timeout(STARTUP_WAIT);
+        // ... and hooked mode sees a poll only from its first look: return once the thread
+        // watches (bounded), so that a stall right after start-up is seen from its start.
+        let _ = ready_rx.recv_timeout(STARTUP_WAIT);
         Ok(Watchdog {
             stop,
             thread: Some(thread),
@@ -99,7 +102,8 @@ fn run(
     handle: tokio::runtime::Handle,
     mut episodes: Episodes,
     stop: &AtomicBool,
-    started: std::sync::mpsc::SyncSender<()>,
+    started: Instant,
+    ready: std::sync::mpsc::SyncSender<()>,
 ) {
     let tick_len = shared.config.watchdog_tick;
     // A poll that begins just after the watchdog looked is first seen one sampling period
@@ -114,11 +118,12 @@ fn run(
     };
     let mut poll_hook =
         (shared.mode == Mode::Hooked).then(|| PollHookDetector::new(Some(handle.clone())));
-    let mut attach = (shared.mode == Mode::Attach).then(|| AttachDetector::new(handle.clone()));
+    let mut attach =
+        (shared.mode == Mode::Attach).then(|| AttachDetector::new(handle.clone(), started));
     let mut lag_probe = Probe::start(shared, &handle);
-    let mut last = Instant::now();
+    let mut last = started;
     let mut lost = Duration::ZERO;
-    let _ = started.try_send(());
+    let _ = ready.try_send(());
     while !stop.load(Acquire) {
         std::thread::park_timeout(period.saturating_sub(last.elapsed()));
         let now = Instant::now();

@@ -56,8 +56,9 @@
 //! that is not waiting in the injection queue (`num_alive_tasks > global_queue_depth`).
 //!
 //! **Probe stall** (`detection: "probe"`), one episode per wake-up of the probe: it has
-//! waited for the threshold (minus watchdog lateness), on a tick that was not late, and no
-//! worker explains it: during that wait no worker was silent for the threshold (reported or
+//! waited for the threshold (minus watchdog lateness), on a tick that was not late, some
+//! worker is running tasks (if every worker is parked, the probe is only waiting for the
+//! host to wake one: a busy host, not a blocked runtime), and no worker explains it: during that wait no worker was silent for the threshold (reported or
 //! not: a stall exempted by `allow_blocking` or caused by host starvation is not re-reported
 //! as a probe stall) and no worker episode was open. While some worker is silent for less
 //! than the threshold, the probe waits up to twice the threshold for it to cross (so one
@@ -172,6 +173,9 @@ struct Track {
     stuck_since: Instant,
     stuck_after: Instant,
     stuck_base: Option<CpuSample>,
+    /// Some tick showed the thread come and go (else the stretch is the whole track, and
+    /// a track that began after the silence did tells nothing of the ticks before it).
+    moved: bool,
     /// Time in that stretch (and since the track began) the thread was runnable but not
     /// run at all: the host's, not the future's, so it does not count towards a stall.
     starved: Duration,
@@ -237,6 +241,7 @@ impl Track {
             stuck_since: now,
             stuck_after: now,
             stuck_base: s,
+            moved: false,
             starved: Duration::ZERO,
             starved_total: Duration::ZERO,
             votes: Votes::default(),
@@ -280,6 +285,7 @@ impl Track {
                 }
             }
             Look::Moving => {
+                self.moved = true;
                 self.stuck_after = self.last.map_or(now, |l| l.at);
                 self.stuck_since = now;
                 self.stuck_base = s;
@@ -378,7 +384,8 @@ struct Silence {
 }
 
 impl AttachDetector {
-    pub(crate) fn new(handle: Handle) -> Self {
+    /// `started`: when the agent started, before which nothing it reports can have begun.
+    pub(crate) fn new(handle: Handle, started: Instant) -> Self {
         AttachDetector {
             current_thread: handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread,
             handle,
@@ -387,7 +394,7 @@ impl AttachDetector {
             ticks: 0,
             probe: None,
             next_upkeep: Instant::now(),
-            last_tick: Instant::now(),
+            last_tick: started,
             registrar_rounds: 0,
             finished: false,
         }
@@ -671,7 +678,7 @@ impl AttachDetector {
             .filter(|t| t.last.is_some());
         let mut starved = track.map_or(Duration::ZERO, |t| t.starved_total);
         if let Some(t) = track.filter(|_| self.current_thread) {
-            if t.stuck_since > w.since + slack {
+            if t.moved && t.stuck_since > w.since + slack {
                 (since, from) = (t.stuck_since, t.stuck_after);
             }
             starved = t.starved;
@@ -796,6 +803,7 @@ impl AttachDetector {
             || tick.late
             || waited < threshold
             || (silence.suspect && waited < threshold * 2)
+            || !some_worker_runs(&self.handle)
         {
             return;
         }
@@ -820,6 +828,14 @@ impl AttachDetector {
             }
         }
     }
+}
+
+/// Whether any worker's published count says it is running tasks. When every worker is
+/// parked, a late probe only waits for the host to wake one (a timer wake-up delayed by a
+/// busy host): nothing blocks the runtime. Unknown (no per-worker counters): yes.
+fn some_worker_runs(handle: &Handle) -> bool {
+    let metrics = handle.metrics();
+    (0..metrics.num_workers()).any(|i| Progress::read(&metrics, i).is_none_or(|p| !p.parked()))
 }
 
 /// The thread known to run worker `i` right now, if any: tokio's word under

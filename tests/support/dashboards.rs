@@ -26,6 +26,7 @@ pub struct Dashboard {
 
 /// Every `*.json` under `dashboards/`, parsed (panics with the file and the error if one is
 /// not JSON). At least the two this crate ships.
+#[track_caller]
 pub fn load_all() -> Vec<Dashboard> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dashboards");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -55,6 +56,7 @@ pub fn load_all() -> Vec<Dashboard> {
 
 impl Dashboard {
     /// Every panel, rows included, with the panels of collapsed rows.
+    #[track_caller]
     pub fn panels(&self) -> Vec<&Value> {
         let mut out = Vec::new();
         for p in self.json["panels"].as_array().expect("panels") {
@@ -75,6 +77,7 @@ impl Dashboard {
     }
 
     /// The dashboard's default time range, in seconds (`now-1h` → 3600).
+    #[track_caller]
     pub fn range(&self) -> Duration {
         let from = self.json["time"]["from"].as_str().expect("time.from");
         assert_eq!(self.json["time"]["to"], "now", "{}", self.file);

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 pub mod console;
 pub mod dashboards;
 pub mod fixture;
+#[cfg(feature = "opentelemetry-sdk")]
+pub mod otel_sdk;
 #[cfg(feature = "opentelemetry")]
 pub mod otlp;
 pub mod prometheus;
@@ -15,10 +17,12 @@ use pollwatch::{Agent, StallReport};
 
 /// A two-worker runtime built through pollwatch: hooked mode under `tokio_unstable`,
 /// attach mode on stable tokio.
+#[track_caller]
 pub fn runtime(threshold: Duration) -> (tokio::runtime::Runtime, Agent) {
     runtime_with(Agent::builder().stall_threshold(threshold))
 }
 
+#[track_caller]
 pub fn runtime_with(builder: pollwatch::Builder) -> (tokio::runtime::Runtime, Agent) {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.worker_threads(2).enable_all();
@@ -53,6 +57,7 @@ pub const HOOKED: bool = cfg!(tokio_unstable);
 
 /// Checks what every "stall caught while it runs" test checks: exactly one report, seen from
 /// inside the blocking poll (`during`), of the expected kind, at the test's spawn line.
+#[track_caller]
 pub fn assert_one_ongoing_report(
     during: &[StallReport],
     kind: pollwatch::StallKind,
@@ -81,6 +86,7 @@ pub fn assert_one_ongoing_report(
 }
 
 /// After the poll returned: still exactly one report, now complete.
+#[track_caller]
 pub fn assert_completed(agent: &Agent, min_ms: f64) -> StallReport {
     let after = wait_for(agent, Duration::from_secs(3), |s| {
         s.iter().all(|r| !r.ongoing)
@@ -111,6 +117,7 @@ pub const CAPTURE_SUPPORTED: bool = cfg!(all(
 
 /// A plain multi-thread runtime with `workers` workers, built without pollwatch: what an
 /// app using `#[tokio::main]` has.
+#[track_caller]
 pub fn plain_runtime(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -121,6 +128,7 @@ pub fn plain_runtime(workers: usize) -> tokio::runtime::Runtime {
 
 /// Attaches `builder` from inside `rt` (attach mode in both builds), then lets the service
 /// "start up" for a moment, as an app does, so the agent has met the workers.
+#[track_caller]
 pub fn attach(rt: &tokio::runtime::Runtime, builder: pollwatch::Builder) -> Agent {
     rt.block_on(async {
         let agent = builder
@@ -133,6 +141,7 @@ pub fn attach(rt: &tokio::runtime::Runtime, builder: pollwatch::Builder) -> Agen
 }
 
 /// Waits (bounded) until the single report has symbolized frames and is complete.
+#[track_caller]
 pub fn symbolized(agent: &Agent) -> StallReport {
     let s = wait_for(agent, Duration::from_secs(20), |s| {
         s.len() == 1 && !s[0].frames.is_empty() && !s[0].ongoing
@@ -180,4 +189,80 @@ pub async fn healthy_load() -> u64 {
         }
     }
     total
+}
+
+/// The positive control of a "this is not a stall" test: in the same runtime, under the same
+/// agent, a plain `std::thread::sleep` of 250 ms in a task (no exemption) is reported, exactly
+/// once. Call it after the test's own assertion of zero reports, so that zero came from a
+/// detector that works, not from one that never looked.
+#[track_caller]
+pub fn assert_a_real_stall_is_still_reported(rt: &tokio::runtime::Runtime, agent: &Agent) {
+    let before = agent.stall_summary().stalls_total;
+    assert_eq!(
+        before,
+        0,
+        "the control expects no earlier report: {:#?}",
+        agent.stalls()
+    );
+    rt.block_on(rt.spawn(async { std::thread::sleep(Duration::from_millis(250)) }))
+        .expect("the blocking task ran");
+    let after = wait_for(agent, Duration::from_secs(3), |s| {
+        !s.is_empty() && s.iter().all(|r| !r.ongoing)
+    });
+    assert_eq!(
+        after.len(),
+        1,
+        "positive control: the same runtime's real stall must be reported once: {after:#?}"
+    );
+    assert!(after[0].duration_ms >= 100.0, "{:#?}", after[0]);
+}
+
+/// The two ways a user sets pollwatch up, for tests that must hold in both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setup {
+    /// `attach()` from inside a plain two-worker runtime, as `#[tokio::main]` would, with
+    /// no warm-up: attach mode in both builds.
+    Attach,
+    /// `build_runtime` on a two-worker builder: hooked mode under `tokio_unstable`, attach
+    /// mode with pollwatch's thread hooks on stable tokio.
+    BuildRuntime,
+}
+
+impl Setup {
+    pub const BOTH: [Setup; 2] = [Setup::Attach, Setup::BuildRuntime];
+
+    pub fn start(self, builder: pollwatch::Builder) -> (tokio::runtime::Runtime, Agent) {
+        match self {
+            Setup::Attach => {
+                let rt = plain_runtime(2);
+                let agent = rt.block_on(async {
+                    builder
+                        .attach(&tokio::runtime::Handle::current())
+                        .expect("attach")
+                });
+                (rt, agent)
+            }
+            Setup::BuildRuntime => runtime_with(builder),
+        }
+    }
+}
+
+/// The value of an unlabelled counter or gauge in `agent`'s Prometheus text, or the sum of
+/// a labelled family's series (`None` if the family has no series).
+#[track_caller]
+pub fn metric_sum(agent: &Agent, family: &str) -> Option<f64> {
+    let text = agent.encode_metrics();
+    let mut sum = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        if name == family {
+            let value: f64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("unparsable sample: {line}"));
+            *sum.get_or_insert(0.0) += value;
+        }
+    }
+    sum
 }

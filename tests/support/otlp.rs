@@ -43,11 +43,13 @@ pub struct Receiver {
 
 impl Receiver {
     /// On a free loopback port.
+    #[track_caller]
     pub fn start() -> Receiver {
         Receiver::start_on("127.0.0.1:0".parse().unwrap())
     }
 
     /// On `addr` (a port the test chose earlier).
+    #[track_caller]
     pub fn start_on(addr: SocketAddr) -> Receiver {
         let listener = std::net::TcpListener::bind(addr).expect("bind the receiver");
         listener.set_nonblocking(true).unwrap();
@@ -99,6 +101,7 @@ impl Receiver {
     }
 
     /// Waits (bounded by `limit`) until at least `n` requests arrived; returns them all.
+    #[track_caller]
     pub fn wait_for(&self, n: usize, limit: Duration) -> Vec<ExportMetricsServiceRequest> {
         let start = Instant::now();
         while self.count() < n && start.elapsed() < limit {
@@ -126,6 +129,7 @@ impl Drop for Receiver {
 }
 
 /// The metrics of a request from one agent: one resource, one scope.
+#[track_caller]
 pub fn metrics(r: &ExportMetricsServiceRequest) -> &[Metric] {
     assert_eq!(r.resource_metrics.len(), 1, "one resource");
     let scopes = &r.resource_metrics[0].scope_metrics;
@@ -134,6 +138,7 @@ pub fn metrics(r: &ExportMetricsServiceRequest) -> &[Metric] {
 }
 
 /// The metric called `name`, if the request has it (asserting it has it once).
+#[track_caller]
 pub fn metric<'a>(r: &'a ExportMetricsServiceRequest, name: &str) -> Option<&'a Metric> {
     let found: Vec<_> = metrics(r).iter().filter(|m| m.name == name).collect();
     assert!(found.len() <= 1, "{name} appears {} times", found.len());
@@ -152,4 +157,80 @@ pub fn text(kv: &KeyValue) -> String {
 /// The attribute `key` of `attrs`, as text.
 pub fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
     attrs.iter().find(|kv| kv.key == key).map(text)
+}
+
+/// A running `rotel-agent` collector (PyPI's `rotel` wheel; `.ci/run` installs it) that
+/// receives OTLP/gRPC on a free loopback port and forwards everything over OTLP/gRPC to
+/// `downstream`. Killed when dropped.
+pub struct Rotel {
+    /// Where it receives OTLP/gRPC.
+    pub grpc: SocketAddr,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Rotel {
+    /// Starts it and waits (bounded) until it listens; a missing `rotel-agent` fails the
+    /// test with what to install.
+    #[track_caller]
+    pub fn start(downstream: &Receiver) -> Rotel {
+        use std::process::{Command, Stdio};
+        let rotel = super::scrape::tool("rotel-agent");
+        let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let grpc = loopback(super::scrape::free_port());
+        let dir = std::env::temp_dir().join(format!(
+            "pollwatch-rotel-{}-{}",
+            std::process::id(),
+            grpc.port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("rotel.log")).unwrap();
+        let child = Command::new(rotel)
+            .arg("start")
+            .args(["--otlp-grpc-endpoint", &grpc.to_string()])
+            // Its HTTP receiver is not used: a free port, not the shared default 4318.
+            .args([
+                "--otlp-http-endpoint",
+                &loopback(super::scrape::free_port()).to_string(),
+            ])
+            .args(["--exporter", "otlp"])
+            .args(["--otlp-exporter-endpoint", &downstream.endpoint()])
+            .args(["--otlp-exporter-protocol", "grpc"])
+            .args(["--batch-timeout", "100ms"])
+            .arg("--pid-file")
+            .arg(dir.join("rotel.pid"))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start rotel-agent");
+        let rotel = Rotel { grpc, child, dir };
+        let start = Instant::now();
+        while std::net::TcpStream::connect_timeout(&grpc, Duration::from_millis(100)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "rotel did not listen on {grpc}; its log:\n{}",
+                rotel.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        rotel
+    }
+
+    /// `http://127.0.0.1:<port>` of its gRPC receiver.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rotel.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

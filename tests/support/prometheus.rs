@@ -24,6 +24,7 @@ pub struct Prometheus {
 
 impl Prometheus {
     /// Starts `binary` scraping `target` (job `pollwatch`) every second.
+    #[track_caller]
     pub fn start(binary: PathBuf, target: SocketAddr) -> Prometheus {
         let unique = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

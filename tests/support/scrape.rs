@@ -1,6 +1,6 @@
 //! Helpers for the endpoint and exporter tests: a raw HTTP/1.1 client over loopback, a
 //! parser for the Prometheus text format, a way to block every worker, and finding the
-//! external Prometheus tools.
+//! external tools the exporter tests run.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -146,6 +146,7 @@ pub struct Exposition {
 }
 
 impl Exposition {
+    #[track_caller]
     pub fn parse(text: &str) -> Exposition {
         let mut e = Exposition::default();
         for line in text.lines() {
@@ -174,6 +175,7 @@ impl Exposition {
     }
 
     /// The value of the one series called `name` whose labels include `labels`.
+    #[track_caller]
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let found: Vec<_> = self
             .series
@@ -205,6 +207,7 @@ pub fn family_of<'a>(sample: &'a str, types: &[(String, String)]) -> &'a str {
     sample
 }
 
+#[track_caller]
 fn parse_series(line: &str) -> Series {
     let (head, value) = line.rsplit_once(' ').expect("series has a value");
     let value = match value {
@@ -228,6 +231,7 @@ fn parse_series(line: &str) -> Series {
     }
 }
 
+#[track_caller]
 fn parse_labels(mut body: &str, line: &str) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     while !body.is_empty() {
@@ -260,6 +264,7 @@ fn parse_labels(mut body: &str, line: &str) -> BTreeMap<String, String> {
 }
 
 /// Scrapes `/metrics` and parses it.
+#[track_caller]
 pub fn scrape(addr: SocketAddr) -> Exposition {
     let r = get(addr, "/metrics").expect("scrape");
     assert_eq!(r.status, 200, "{r:?}");
@@ -275,6 +280,7 @@ pub struct Blocker {
 impl Blocker {
     /// Spawns `n` blocking tasks from outside the runtime (so they can land on different
     /// workers) and waits (bounded) until all of them run.
+    #[track_caller]
     pub fn new(rt: &tokio::runtime::Runtime, n: usize) -> Blocker {
         let release = Arc::new(AtomicBool::new(false));
         let entered = Arc::new(AtomicUsize::new(0));
@@ -303,28 +309,43 @@ impl Drop for Blocker {
     }
 }
 
-/// The path of an external tool (`promtool`, `prometheus`). Under CI (`CI` set) a missing
-/// tool fails the test: CI installs them. Locally the test is skipped, loudly.
-pub fn tool(name: &str) -> Option<PathBuf> {
+/// The path of an external tool the test runs (`promtool`, `prometheus`, `rotel-agent`).
+/// A missing tool fails the test with what to install: a test that cannot run its tool must
+/// never pass. `bash .ci/run` installs all of them.
+#[track_caller]
+pub fn tool(name: &str) -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join(name))
             .find(|p| p.is_file())
     });
-    if found.is_none() {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "`{name}` is not installed, and CI must run this test (apt-get install prometheus)"
-            );
-        }
-        eprintln!(
-            "\n\n*** SKIPPED: `{name}` is not on PATH. Install it (Debian: apt-get install prometheus) to run this test. ***\n\n"
-        );
+    match found {
+        Some(path) => path,
+        None => panic!(
+            "`{name}` is not on PATH, and this test runs it. Install it: {}; or run \
+             `bash .ci/run`, which installs every tool the tests need.",
+            install_hint(name)
+        ),
     }
-    found
+}
+
+/// How to get each external tool the tests run (what `.ci/run` does).
+fn install_hint(name: &str) -> &'static str {
+    match name {
+        "promtool" | "prometheus" => {
+            "Debian's `prometheus` package has both `prometheus` and `promtool` \
+             (`apt-get install prometheus`)"
+        }
+        "rotel-agent" => {
+            "the `rotel` collector, whose binary ships in PyPI's `rotel` wheel \
+             (version 0.0.1a15: download the wheel, unzip it, put `rotel/rotel-agent` on PATH)"
+        }
+        _ => "see `.ci/run`",
+    }
 }
 
 /// A loopback port that was free a moment ago.
+#[track_caller]
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
