@@ -153,13 +153,15 @@ impl PollHookDetector {
             // tests) did not block for that time: only the rest counts. Asleep on a lock
             // while another thread of the process waits for a CPU: most likely the holder,
             // descheduled. Either way, looked at again on the next reading.
-            let queued = w.run_queue.as_ref().map_or(Duration::ZERO, |g| g.queued(tid));
+            let queued = w
+                .run_queue
+                .as_ref()
+                .map_or(Duration::ZERO, |g| g.queued(tid));
             let own = Running {
                 age: age.saturating_sub(queued),
                 ..running
             };
-            if !judge(&own, &rules, || share).is_stall() || cpu::waits_for_a_starved_thread(tid)
-            {
+            if !judge(&own, &rules, || share).is_stall() || cpu::waits_for_a_starved_thread(tid) {
                 continue;
             }
             let thread = w.thread.as_ref();
