@@ -97,6 +97,20 @@ pub(crate) fn is_own_code(frame: &Frame) -> bool {
     })
 }
 
+/// Whether the stack shows tokio's scheduler parking its thread (idle, or between two
+/// batches of polls): such a thread is not inside a poll. tokio forbids `block_on` inside a
+/// runtime, so a scheduler's park frames never sit under a poll of that thread.
+pub(crate) fn parked_in_scheduler(frames: &[Frame]) -> bool {
+    frames.iter().any(|f| {
+        let name = f.function.as_str();
+        let in_scheduler = name.contains("tokio::runtime::scheduler::")
+            || f.file.as_deref().is_some_and(|file| {
+                file.contains("/tokio-") && file.contains("/src/runtime/scheduler/")
+            });
+        in_scheduler && (name.contains("::park") || name.starts_with("park"))
+    })
+}
+
 /// The frames a person needs: the application's own, plus the innermost ones (where the
 /// thread actually is, even inside the runtime). Every other run of runtime frames (tokio's
 /// scheduler and task harness, std's panic and thread glue, pollwatch, signal trampolines)
@@ -186,6 +200,41 @@ mod tests {
         for f in &not_own {
             assert!(!is_own_code(f), "{f:?}");
         }
+    }
+
+    #[test]
+    fn a_stack_parked_in_the_scheduler_is_not_in_a_poll() {
+        let tokio = "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1";
+        let parked = [
+            frame("std::sync::poison::condvar::Condvar::wait_timeout", None),
+            frame("tokio::runtime::park::Inner::park_timeout", None),
+            frame(
+                "tokio::runtime::scheduler::current_thread::Context::park",
+                Some(&format!(
+                    "{tokio}/src/runtime/scheduler/current_thread/mod.rs"
+                )),
+            ),
+        ];
+        assert!(parked_in_scheduler(&parked));
+        // Line tables only: the file says where.
+        let short = [frame(
+            "park_internal",
+            Some(&format!(
+                "{tokio}/src/runtime/scheduler/multi_thread/worker.rs"
+            )),
+        )];
+        assert!(parked_in_scheduler(&short));
+        let polling = [
+            frame("std::thread::sleep", None),
+            frame("app::load_config", Some("/home/me/app/src/lib.rs")),
+            frame(
+                "tokio::runtime::scheduler::multi_thread::worker::Context::run_task",
+                Some(&format!(
+                    "{tokio}/src/runtime/scheduler/multi_thread/worker.rs"
+                )),
+            ),
+        ];
+        assert!(!parked_in_scheduler(&polling));
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod linux;
 mod symbolize;
 
 pub use fold::fold_runtime_frames;
-pub(crate) use fold::is_own_code;
+pub(crate) use fold::{is_own_code, parked_in_scheduler};
 pub use symbolize::Symbolizer;
 
 /// How a stack capture ended; the `capture` field of a stall report.

@@ -34,7 +34,8 @@
 //!
 //! [`crate::allow_blocking`] is honored: blocking inside it is not a stall. Stalls that only
 //! the scheduling probe sees (a ready task waited for a worker, with no worker stuck) are
-//! queueing, not a blocking poll, and do not fail a test. Neither does a poll that the host
+//! queueing, not a blocking poll, and do not fail a test; nor does an attach-mode report
+//! whose captured stack shows the thread parked in tokio's scheduler (in no poll at all). Neither does a poll that the host
 //! left runnable but did not run (a loaded CI machine): the same host-stall guard as in
 //! production, see the README.
 //!
@@ -388,13 +389,16 @@ impl std::fmt::Debug for TestGuard {
     }
 }
 
-/// The agent's reports that are blocking polls: everything but probe-only stalls, which
-/// say a ready task waited for a worker, with no worker stuck (queueing, not blocking).
+/// The agent's reports that are blocking polls: not probe-only stalls, which say a ready
+/// task waited for a worker with no worker stuck (queueing, not blocking), and not a
+/// worker whose captured stack shows tokio's scheduler parking its thread (attach mode reads
+/// threads, not polls, and a thread parked in its scheduler is in no poll).
 fn failing_stalls(agent: &Agent) -> Vec<StallReport> {
     agent
         .stalls()
         .into_iter()
         .filter(|r| r.detection != Detection::Probe)
+        .filter(|r| !crate::capture::parked_in_scheduler(&r.frames))
         .collect()
 }
 
