@@ -112,8 +112,8 @@ const MAX_THREADS_LOOKED_AT: usize = 512;
 const STARVED_LOOK: Duration = Duration::from_millis(1);
 
 /// Whether some thread of this process other than `except` (and the caller) is runnable but
-/// not running: runnable now, and its exact CPU clock did not move over a short look (1 ms,
-/// spent sleeping on the caller's thread).
+/// kept off the CPU: runnable, and its exact CPU clock moved for less than half of a short
+/// look (1 ms, spent sleeping on the caller's thread).
 ///
 /// A thread waiting for a lock whose holder is such a thread waits for the host, not for its
 /// own code: on a loaded machine a lock held for microseconds can keep its waiters asleep for
@@ -135,10 +135,14 @@ pub(crate) fn another_thread_is_starved(except: i32) -> bool {
     if runnable.is_empty() {
         return false;
     }
+    let start = std::time::Instant::now();
     std::thread::sleep(STARVED_LOOK);
-    runnable
-        .iter()
-        .any(|&(t, before)| thread_cpu_ns(t) == Some(before) && scheduler_state(t) == Some(b'R'))
+    let half = start.elapsed().as_nanos() as u64 / 2;
+    // Ran less than half the look: a thread that shares its CPU with others is kept off it
+    // for as long as it runs, and a lock it holds stays held meanwhile.
+    runnable.iter().any(|&(t, before)| {
+        thread_cpu_ns(t).is_some_and(|after| after.saturating_sub(before) < half)
+    })
 }
 
 /// Host-stall guard for one long poll: how much of it the thread spent waiting for a CPU
