@@ -23,6 +23,7 @@ pub mod server;
 mod slots;
 mod state;
 mod stats;
+pub mod testing;
 mod watchdog;
 
 pub use agent::{Agent, Builder};

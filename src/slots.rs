@@ -58,6 +58,9 @@ pub(crate) struct PollView {
     pub(crate) start: u64,
     /// Inside an `allow_blocking` scope.
     pub(crate) exempt: bool,
+    /// `allow_blocking` scopes this thread has left: a change means the current poll spent
+    /// time in one, which does not count towards a stall.
+    pub(crate) exempt_exits: u32,
 }
 
 #[repr(align(128))]
@@ -76,6 +79,7 @@ pub(crate) struct PollSlot {
     /// Index into the callsite counters, [`NO_CALLSITE`] when they are off.
     callsite: AtomicU32,
     exempt: AtomicU32,
+    exempt_exits: AtomicU32,
     /// Polls left until the next timed one (owning thread only).
     timing_countdown: AtomicU32,
     /// Raw clock reading at the start of the current poll when it is timed, else 0.
@@ -101,6 +105,7 @@ impl PollSlot {
             spawned_at: AtomicPtr::new(std::ptr::null_mut()),
             callsite: AtomicU32::new(0),
             exempt: AtomicU32::new(0),
+            exempt_exits: AtomicU32::new(0),
             timing_countdown: AtomicU32::new(0),
             poll_start: AtomicU64::new(0),
             watched: std::sync::atomic::AtomicBool::new(false),
@@ -126,6 +131,7 @@ impl PollSlot {
         self.spawned_at.store(std::ptr::null_mut(), Relaxed);
         self.callsite.store(0, Relaxed);
         self.exempt.store(0, Relaxed);
+        self.exempt_exits.store(0, Relaxed);
         self.timing_countdown.store(0, Relaxed);
         self.watched.store(false, Relaxed);
         self.poll_time.reset();
@@ -239,6 +245,7 @@ impl PollSlot {
             spawned_at: unsafe { self.spawned_at.load(Relaxed).as_ref() },
             start: self.poll_start.load(Relaxed),
             exempt: self.exempt.load(Relaxed) > 0,
+            exempt_exits: self.exempt_exits.load(Relaxed),
         };
         std::sync::atomic::fence(Acquire);
         (self.generation.load(Relaxed) == generation).then_some(view)
@@ -464,6 +471,7 @@ pub fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
     impl Drop for Exit<'_> {
         fn drop(&mut self) {
             if let Some(s) = self.0 {
+                s.exempt_exits.fetch_add(1, Release);
                 s.exempt.fetch_sub(1, Release);
             }
         }

@@ -65,6 +65,8 @@ pub(crate) struct ThreadEntry {
     index_at: AtomicU64,
     /// Depth of `allow_blocking` scopes the thread is in.
     exempt: AtomicU32,
+    /// `allow_blocking` scopes the thread has left: time up to a change is allowed.
+    exempt_exits: AtomicU32,
     /// The registry is gone: thread-local caches let go of this entry.
     orphaned: AtomicBool,
 }
@@ -80,6 +82,7 @@ impl ThreadEntry {
             index: AtomicUsize::new(NO_INDEX),
             index_at: AtomicU64::new(0),
             exempt: AtomicU32::new(0),
+            exempt_exits: AtomicU32::new(0),
             orphaned: AtomicBool::new(false),
         }
     }
@@ -123,6 +126,11 @@ impl ThreadEntry {
 
     pub(crate) fn exempt(&self) -> bool {
         self.exempt.load(Acquire) > 0
+    }
+
+    /// How many `allow_blocking` scopes the thread has left so far.
+    pub(crate) fn exempt_exits(&self) -> u32 {
+        self.exempt_exits.load(Acquire)
     }
 }
 
@@ -372,6 +380,7 @@ pub(crate) struct ExemptGuard(Vec<Arc<ThreadEntry>>);
 impl Drop for ExemptGuard {
     fn drop(&mut self) {
         for e in &self.0 {
+            e.exempt_exits.fetch_add(1, Release);
             e.exempt.fetch_sub(1, Release);
         }
     }

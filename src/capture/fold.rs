@@ -52,11 +52,8 @@ const RUNTIME_FILES: &[&str] = &[
     "/library/std/src/thread/lifecycle.rs",
     "/library/std/src/rt.rs",
     "/library/alloc/src/boxed.rs",
+    "/library/test/src/",
 ];
-
-/// tokio's source directories of the scheduler, task harness, cooperative budget and its
-/// cell and lock wrappers.
-const TOKIO_RUNTIME_DIRS: &[&str] = &["/src/runtime/", "/src/task/", "/src/loom/", "/src/util/"];
 
 /// pollwatch's own sources, wherever the crate was built from.
 const OWN_SOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
@@ -73,11 +70,45 @@ pub(crate) fn is_runtime(frame: &Frame) -> bool {
     let Some(file) = frame.file.as_deref() else {
         return false;
     };
-    // The same modules as the `tokio::…` name prefixes above, for line-tables-only builds
-    // whose inlined frames are named like `with_budget<…>` without their module path.
-    let tokio_runtime =
-        file.contains("/tokio-") && TOKIO_RUNTIME_DIRS.iter().any(|d| file.contains(d));
+    // All of tokio's own sources, not only its runtime: after the first application frame
+    // they are the scheduler's machinery (task harness, `loom` cells, coop budget), whose
+    // names in binaries built with line tables only have no module path to match.
+    let tokio_runtime = file.contains("/tokio-") && file.contains("/src/");
     tokio_runtime || file.starts_with(OWN_SOURCES) || RUNTIME_FILES.iter().any(|p| file.contains(p))
+}
+
+/// Path fragments of code that is not the application's own: the standard library (built
+/// under `/rustc/<hash>/`) and crates from a registry or a git checkout (`$CARGO_HOME`).
+const DEPENDENCY_FILES: &[&str] = &["/rustc/", "/registry/src/", "/git/checkouts/"];
+
+/// Function-name prefixes of the standard library, for frames without a file.
+const STD_PREFIXES: &[&str] = &["std::", "core::", "alloc::"];
+
+/// Whether a frame is the application's own code: Rust source (a `.rs` file; the C
+/// library's are `.c`, or none) that is not runtime machinery, the standard library or a
+/// dependency from a registry. These are the frames a developer edits.
+pub(crate) fn is_own_code(frame: &Frame) -> bool {
+    let name = frame.function.trim_start_matches('<');
+    if is_runtime(frame) || STD_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        return false;
+    }
+    frame.file.as_deref().is_some_and(|file| {
+        file.ends_with(".rs") && !DEPENDENCY_FILES.iter().any(|p| file.contains(p))
+    })
+}
+
+/// Whether the stack shows tokio's scheduler parking its thread (idle, or between two
+/// batches of polls): such a thread is not inside a poll. tokio forbids `block_on` inside a
+/// runtime, so a scheduler's park frames never sit under a poll of that thread.
+pub(crate) fn parked_in_scheduler(frames: &[Frame]) -> bool {
+    frames.iter().any(|f| {
+        let name = f.function.as_str();
+        let in_scheduler = name.contains("tokio::runtime::scheduler::")
+            || f.file.as_deref().is_some_and(|file| {
+                file.contains("/tokio-") && file.contains("/src/runtime/scheduler/")
+            });
+        in_scheduler && (name.contains("::park") || name.starts_with("park"))
+    })
 }
 
 /// The frames a person needs: the application's own, plus the innermost ones (where the
@@ -117,4 +148,107 @@ fn push_fold(out: &mut Vec<Frame>, run: usize) {
         file: None,
         line: None,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, file: Option<&str>) -> Frame {
+        Frame {
+            function: function.to_string(),
+            file: file.map(str::to_string),
+            line: file.map(|_| 1),
+        }
+    }
+
+    #[test]
+    fn own_code_is_the_application_s_rust_source_only() {
+        let own = [
+            frame("app::load_config", Some("/home/me/app/src/lib.rs")),
+            // Line tables only: short names, the file tells.
+            frame("{closure#0}", Some("/home/me/app/tests/blocking.rs")),
+            frame("app::handler", Some("src/handler.rs")),
+        ];
+        for f in &own {
+            assert!(is_own_code(f), "{f:?}");
+        }
+        let not_own = [
+            frame(
+                "__GI___clock_nanosleep",
+                Some("./time/../sysdeps/unix/sysv/linux/clock_nanosleep.c"),
+            ),
+            frame("clock_nanosleep", None),
+            frame(
+                "std::thread::functions::sleep",
+                Some("/rustc/abc/library/std/src/thread/functions.rs"),
+            ),
+            frame(
+                "fold<u8, u32>",
+                Some("/rustc/abc/library/core/src/slice/iter/macros.rs"),
+            ),
+            frame(
+                "with_budget<()>",
+                Some("/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1/src/task/coop/mod.rs"),
+            ),
+            frame(
+                "serde_json::de::from_str",
+                Some("/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/serde_json-1.0.1/src/de.rs"),
+            ),
+            frame("pollwatch::testing::run", Some(concat!(env!("CARGO_MANIFEST_DIR"), "/src/testing/mod.rs"))),
+        ];
+        for f in &not_own {
+            assert!(!is_own_code(f), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn a_stack_parked_in_the_scheduler_is_not_in_a_poll() {
+        let tokio = "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1";
+        let parked = [
+            frame("std::sync::poison::condvar::Condvar::wait_timeout", None),
+            frame("tokio::runtime::park::Inner::park_timeout", None),
+            frame(
+                "tokio::runtime::scheduler::current_thread::Context::park",
+                Some(&format!(
+                    "{tokio}/src/runtime/scheduler/current_thread/mod.rs"
+                )),
+            ),
+        ];
+        assert!(parked_in_scheduler(&parked));
+        // Line tables only: the file says where.
+        let short = [frame(
+            "park_internal",
+            Some(&format!(
+                "{tokio}/src/runtime/scheduler/multi_thread/worker.rs"
+            )),
+        )];
+        assert!(parked_in_scheduler(&short));
+        let polling = [
+            frame("std::thread::sleep", None),
+            frame("app::load_config", Some("/home/me/app/src/lib.rs")),
+            frame(
+                "tokio::runtime::scheduler::multi_thread::worker::Context::run_task",
+                Some(&format!(
+                    "{tokio}/src/runtime/scheduler/multi_thread/worker.rs"
+                )),
+            ),
+        ];
+        assert!(!parked_in_scheduler(&polling));
+    }
+
+    #[test]
+    fn tokio_frames_without_module_paths_are_folded() {
+        let tokio_file =
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1/src/loom/std/unsafe_cell.rs";
+        let frames = [
+            frame("app::work", Some("/home/me/app/src/lib.rs")),
+            frame("with_mut<Stage<F>>", Some(tokio_file)),
+            frame("budget<()>", Some(tokio_file)),
+            frame("app::main", Some("/home/me/app/src/main.rs")),
+        ];
+        let folded = fold_runtime_frames(&frames);
+        let names: Vec<&str> = folded.iter().map(|f| f.function.as_str()).collect();
+        assert_eq!(names, ["app::work", "… 2 runtime frames", "app::main"]);
+    }
 }

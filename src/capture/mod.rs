@@ -23,6 +23,7 @@ mod symbolize;
 
 pub use fold::fold_runtime_frames;
 pub(crate) use fold::is_runtime as is_runtime_frame;
+pub(crate) use fold::{is_own_code, parked_in_scheduler};
 pub use symbolize::Symbolizer;
 
 /// How a stack capture ended; the `capture` field of a stall report.

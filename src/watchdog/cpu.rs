@@ -34,6 +34,178 @@ pub(crate) fn sample(tid: i32) -> Option<CpuSample> {
     })
 }
 
+/// The CPU time of thread `tid` of this process, exact to now: the kernel's per-thread CPU
+/// clock includes the slice the thread is running right now, whereas `schedstat` is brought
+/// up to date only at scheduler ticks (milliseconds) and context switches. `None` where
+/// there is no such clock (not Linux) or the thread is gone.
+pub(crate) fn thread_cpu_ns(tid: i32) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        if tid <= 0 {
+            return None;
+        }
+        // MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED) of the kernel's posix-timers.h: the
+        // scheduler's exact run time of one thread of the calling process.
+        let clock: libc::clockid_t = ((!tid) << 3) | 6;
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; a bad clock id is an error, not UB.
+        let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+        (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = tid;
+        None
+    }
+}
+
+/// The scheduler state letter of `/proc/self/task/<tid>/stat`: `R` running or runnable, `S`
+/// asleep, `D` in uninterruptible sleep, ...
+pub(crate) fn scheduler_state(tid: i32) -> Option<u8> {
+    let stat = std::fs::read(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // "tid (comm) S ...": the name may hold spaces and parentheses; the state follows the
+    // last ')'.
+    let close = stat.iter().rposition(|&c| c == b')')?;
+    stat.get(close + 2).copied()
+}
+
+/// The system call thread `tid` is in right now, from `/proc/self/task/<tid>/syscall`
+/// (`None`: not in one, or unreadable).
+fn current_syscall(tid: i32) -> Option<i64> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+    text.split_ascii_whitespace().next()?.parse::<i64>().ok()
+}
+
+/// Whether thread `tid` is asleep in the kernel on something other than a timer: a lock (a
+/// futex: `std::sync::Mutex`, the allocator's lock), the kernel's own locks (`brk`, `mmap`,
+/// a page fault), I/O. Unlike a sleep, such a wait can be another thread's doing.
+fn asleep_on_something_else_than_a_timer(tid: i32) -> bool {
+    if !matches!(scheduler_state(tid), Some(b'S' | b'D')) {
+        return false;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let sleeping = [libc::SYS_nanosleep, libc::SYS_clock_nanosleep];
+        !current_syscall(tid).is_some_and(|n| sleeping.contains(&n))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = current_syscall;
+        false
+    }
+}
+
+/// Host-stall guard for waits: thread `tid` is asleep on something other than a timer while
+/// another thread of this process is runnable but not running, most likely what it waits
+/// for (the holder of its lock). Not a blocking future: the host's. Called only when such a
+/// wait is about to become a stall, never per tick; it sleeps 1 ms on the caller's thread.
+pub(crate) fn waits_for_a_starved_thread(tid: i32) -> bool {
+    asleep_on_something_else_than_a_timer(tid) && another_thread_is_starved(tid)
+}
+
+/// Threads looked at, at most, by [`another_thread_is_starved`].
+const MAX_THREADS_LOOKED_AT: usize = 512;
+/// How long [`another_thread_is_starved`] watches the runnable threads.
+const STARVED_LOOK: Duration = Duration::from_millis(1);
+
+/// Whether some thread of this process other than `except` (and the caller) is runnable but
+/// kept off the CPU: runnable, and its exact CPU clock moved for less than half of a short
+/// look (1 ms, spent sleeping on the caller's thread).
+///
+/// A thread waiting for a lock whose holder is such a thread waits for the host, not for its
+/// own code: on a loaded machine a lock held for microseconds can keep its waiters asleep for
+/// as long as the scheduler keeps the holder off the CPU. Called only when a lock wait is
+/// about to become a stall, never per tick.
+pub(crate) fn another_thread_is_starved(except: i32) -> bool {
+    // SAFETY: gettid has no preconditions.
+    let me = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return false;
+    };
+    let runnable: Vec<(i32, u64)> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&t| t != except && t != me)
+        .take(MAX_THREADS_LOOKED_AT)
+        .filter(|&t| scheduler_state(t) == Some(b'R'))
+        .filter_map(|t| Some((t, thread_cpu_ns(t)?)))
+        .collect();
+    if runnable.is_empty() {
+        return false;
+    }
+    let start = std::time::Instant::now();
+    std::thread::sleep(STARVED_LOOK);
+    let half = start.elapsed().as_nanos() as u64 / 2;
+    // Ran less than half the look: a thread that shares its CPU with others is kept off it
+    // for as long as it runs, and a lock it holds stays held meanwhile.
+    runnable.iter().any(|&(t, before)| {
+        thread_cpu_ns(t).is_some_and(|after| after.saturating_sub(before) < half)
+    })
+}
+
+/// Host-stall guard for one long poll: how much of it the thread spent waiting for a CPU
+/// (runnable, not running), which is the host's doing and not the poll's.
+///
+/// The kernel adds a wait to the thread's run-queue time (`schedstat`) only when the wait
+/// ends, so the wait going on right now is found from the exact CPU clock instead: a thread
+/// that is runnable (`R`) and whose CPU time has not moved since a sample is waiting since
+/// it last moved.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunQueueGuard {
+    base: CpuSample,
+    cpu_ns: u64,
+    sampled_at: std::time::Instant,
+    last_ran: std::time::Instant,
+    waiting: bool,
+}
+
+impl RunQueueGuard {
+    /// Starts watching `tid` (inside a poll that has already lasted a sampling period).
+    pub(crate) fn start(tid: i32) -> Option<RunQueueGuard> {
+        let base = sample(tid)?;
+        let cpu_ns = thread_cpu_ns(tid)?;
+        Some(RunQueueGuard {
+            base,
+            cpu_ns,
+            sampled_at: base.at,
+            last_ran: base.at,
+            waiting: false,
+        })
+    }
+
+    /// One more look at the thread (every sampling period while the poll lasts).
+    pub(crate) fn update(&mut self, tid: i32) {
+        let (Some(cpu_ns), now) = (thread_cpu_ns(tid), std::time::Instant::now()) else {
+            return;
+        };
+        if cpu_ns > self.cpu_ns {
+            self.last_ran = now;
+            self.waiting = false;
+        } else {
+            self.waiting = scheduler_state(tid) == Some(b'R');
+        }
+        self.cpu_ns = cpu_ns;
+        self.sampled_at = now;
+    }
+
+    /// Time since the guard started that the thread waited for a CPU: the waits the kernel
+    /// has accounted, plus the current one if it is waiting now. May count a wait that began
+    /// a little before the guard started: it errs towards the host, never towards a false
+    /// stall.
+    pub(crate) fn queued(&self, tid: i32) -> Duration {
+        let accounted =
+            sample(tid).map_or(0, |s| s.runqueue_ns.saturating_sub(self.base.runqueue_ns));
+        let current = if self.waiting {
+            self.sampled_at.saturating_duration_since(self.last_ran)
+        } else {
+            Duration::ZERO
+        };
+        Duration::from_nanos(accounted) + current
+    }
+}
+
 /// What happened on the thread between two readings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct CpuShare {
@@ -143,5 +315,83 @@ mod tests {
         // Spinning may be preempted on a busy machine; it still mostly runs or waits to run.
         let spin = CpuShare::between(&a, &b).unwrap();
         assert!(spin.on_cpu + spin.runqueue > 0.5, "{spin:?}");
+    }
+
+    #[test]
+    fn a_lock_wait_can_be_another_thread_s_doing_and_a_sleep_cannot() {
+        use std::sync::atomic::{AtomicI32, Ordering::*};
+        use std::sync::{Arc, Mutex};
+        static SLEEPER: AtomicI32 = AtomicI32::new(0);
+        static WAITER: AtomicI32 = AtomicI32::new(0);
+        let gettid = || unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+        let lock = Arc::new(Mutex::new(()));
+        let held = lock.lock().unwrap();
+        let sleeper = std::thread::spawn(move || {
+            SLEEPER.store(gettid(), Release);
+            std::thread::sleep(Duration::from_millis(300));
+        });
+        let l = lock.clone();
+        let waiter = std::thread::spawn(move || {
+            WAITER.store(gettid(), Release);
+            drop(l.lock().unwrap());
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let (s, w) = (SLEEPER.load(Acquire), WAITER.load(Acquire));
+        if scheduler_state(s).is_some() && current_syscall(s).is_some() {
+            assert!(!asleep_on_something_else_than_a_timer(s), "a sleep");
+            assert!(asleep_on_something_else_than_a_timer(w), "a mutex wait");
+            assert!(!waits_for_a_starved_thread(s), "a sleep is never excused");
+        }
+        drop(held);
+        waiter.join().unwrap();
+        sleeper.join().unwrap();
+    }
+
+    #[test]
+    fn the_exact_cpu_clock_of_another_thread_moves_while_it_spins_and_not_while_it_sleeps() {
+        use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::*};
+        static TID: AtomicI32 = AtomicI32::new(0);
+        static SPIN: AtomicBool = AtomicBool::new(true);
+        static STOP: AtomicBool = AtomicBool::new(false);
+        let t = std::thread::spawn(|| {
+            TID.store(unsafe { libc::syscall(libc::SYS_gettid) } as i32, Release);
+            while !STOP.load(Acquire) {
+                if SPIN.load(Acquire) {
+                    std::hint::black_box(0u64);
+                } else {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        while TID.load(Acquire) == 0 {
+            std::thread::yield_now();
+        }
+        let tid = TID.load(Acquire);
+        let Some(a) = thread_cpu_ns(tid) else {
+            STOP.store(true, Release);
+            t.join().unwrap();
+            return; // no per-thread CPU clocks here
+        };
+        std::thread::sleep(Duration::from_millis(30));
+        let b = thread_cpu_ns(tid).unwrap();
+        assert!(b > a, "a spinning thread's CPU time moves: {a} -> {b}");
+        assert_eq!(scheduler_state(tid), Some(b'R'));
+        SPIN.store(false, Release);
+        std::thread::sleep(Duration::from_millis(10));
+        let c = thread_cpu_ns(tid).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let d = thread_cpu_ns(tid).unwrap();
+        // Thirty 1 ms sleeps cost microseconds of CPU, not milliseconds.
+        assert!(
+            d - c < 5_000_000,
+            "a sleeping thread's hardly moves: {c} -> {d}"
+        );
+        STOP.store(true, Release);
+        t.join().unwrap();
+        assert_eq!(
+            thread_cpu_ns(tid),
+            None,
+            "a thread that is gone has no clock"
+        );
     }
 }

@@ -24,6 +24,9 @@ use crate::capture::StackCapturer;
 use crate::state::{Mode, Shared};
 use crate::Error;
 
+/// The longest [`Watchdog::start`] waits for the watchdog thread to take its first look.
+const STARTUP_WAIT: Duration = Duration::from_secs(1);
+
 /// One wake-up of the watchdog, as the detectors see it.
 pub(crate) struct Tick {
     /// The watchdog woke much later than asked (VM pause, debugger, CPU starvation): this
@@ -62,12 +65,16 @@ impl Watchdog {
         // Everything the watchdog sees happened after this instant; its thread may start
         // later (a busy host), and a stall that began in between is counted from here.
         let started = Instant::now();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let thread = crate::os_thread::spawn_named("pollwatch-watchdog", move || {
             let episodes = Episodes::new(shared.clone(), capturer, reporter);
-            run(&shared, handle, episodes, &flag, started);
+            run(&shared, handle, episodes, &flag, started, ready_tx);
             // `episodes` (and with it the reporter's queue) is gone: the symbolizer ends.
             let _ = reporter_thread.join();
         })?;
+        // ... and hooked mode sees a poll only from its first look: return once the thread
+        // watches (bounded), so that a stall right after start-up is seen from its start.
+        let _ = ready_rx.recv_timeout(STARTUP_WAIT);
         Ok(Watchdog {
             stop,
             thread: Some(thread),
@@ -97,6 +104,7 @@ fn run(
     mut episodes: Episodes,
     stop: &AtomicBool,
     started: Instant,
+    ready: std::sync::mpsc::SyncSender<()>,
 ) {
     let tick_len = shared.config.watchdog_tick;
     // A poll that begins just after the watchdog looked is first seen one sampling period
@@ -116,6 +124,7 @@ fn run(
     let mut lag_probe = Probe::start(shared, &handle);
     let mut last = started;
     let mut lost = Duration::ZERO;
+    let _ = ready.try_send(());
     while !stop.load(Acquire) {
         std::thread::park_timeout(period.saturating_sub(last.elapsed()));
         let now = Instant::now();

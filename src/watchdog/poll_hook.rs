@@ -10,10 +10,23 @@
 //! watchdog miss every reading between the poll's first sight and the threshold (it then has
 //! no CPU-time interval to classify the stall with). Once an episode is
 //! open the slot is marked watched and the after-poll hook records the exact end.
+//!
+//! `allow_blocking`: a poll is counted from the end of its last `allow_blocking` scope (as
+//! first seen by the watchdog), so blocking that was allowed never adds up with what follows
+//! it in the same poll.
+//!
+//! Host-stall guard: time the poll's thread spent runnable but not running (the kernel's
+//! run-queue time, plus the wait going on right now, seen from its exact CPU clock) does not
+//! count towards the threshold. On a loaded machine (parallel tests on two cores) a short
+//! poll can be descheduled for tens of milliseconds: that is not a blocking future. Nor is
+//! a poll asleep on anything but a timer (a mutex, the allocator's lock, the kernel's memory
+//! map lock in `brk`) while another thread of the process is runnable but not running,
+//! which is most likely the holder: it opens only on a later look at which no thread of the
+//! process is starved. A `thread::sleep` needs no other thread and is never excused.
 
 use std::time::Duration;
 
-use super::cpu::{self, CpuSample, CpuShare};
+use super::cpu::{self, CpuSample, CpuShare, RunQueueGuard};
 use super::episode::{Episode, Episodes, Suspect};
 use super::Tick;
 use crate::report::{Detection, StallKind};
@@ -33,6 +46,10 @@ struct Watched {
     /// `poll_start` came from the hooks' clock, not from the watchdog's first sight.
     start_exact: bool,
     cpu_base: Option<CpuSample>,
+    /// How long the thread has waited for a CPU during this poll (the host-stall guard).
+    run_queue: Option<RunQueueGuard>,
+    /// The slot's count of `allow_blocking` exits, as last seen.
+    exempt_exits: u32,
     thread: Option<ThreadInfo>,
     episode: Option<Episode>,
 }
@@ -89,6 +106,14 @@ impl PollHookDetector {
                 w.first_sight(&view, now_raw, tick.lost_before);
                 continue;
             }
+            if w.episode.is_none() && (view.exempt || view.exempt_exits != w.exempt_exits) {
+                // Inside `allow_blocking`, or it has left one since the last look: time up to
+                // now is allowed; the poll counts from here.
+                w.first_sight(&view, now_raw, tick.lost_before);
+                w.start_exact = false;
+                w.poll_start = now_raw;
+                continue;
+            }
             if view.generation % 2 == 0 {
                 continue; // idle between polls
             }
@@ -98,6 +123,10 @@ impl PollHookDetector {
             if w.cpu_base.is_none() {
                 w.cpu_base = cpu::sample(tid);
                 baseline_just_taken = w.cpu_base.is_some();
+            }
+            match &mut w.run_queue {
+                Some(g) => g.update(tid),
+                None => w.run_queue = RunQueueGuard::start(tid),
             }
             if let Some(ep) = &mut w.episode {
                 episodes.still_stuck(ep, age);
@@ -120,6 +149,21 @@ impl PollHookDetector {
             let Verdict::Stall(share) = judge(&running, &rules, share) else {
                 continue;
             };
+            // A poll whose thread was runnable but not running (a loaded host, parallel
+            // tests) did not block for that time: only the rest counts. Asleep on a lock
+            // while another thread of the process waits for a CPU: most likely the holder,
+            // descheduled. Either way, looked at again on the next reading.
+            let queued = w
+                .run_queue
+                .as_ref()
+                .map_or(Duration::ZERO, |g| g.queued(tid));
+            let own = Running {
+                age: age.saturating_sub(queued),
+                ..running
+            };
+            if !judge(&own, &rules, || share).is_stall() || cpu::waits_for_a_starved_thread(tid) {
+                continue;
+            }
             let thread = w.thread.as_ref();
             let worker = worker_index(self.handle.as_ref(), thread);
             if in_block_in_place(self.handle.as_ref(), worker) {
@@ -154,6 +198,8 @@ impl Watched {
         };
         self.lost_base = lost_before;
         self.cpu_base = None;
+        self.run_queue = None;
+        self.exempt_exits = view.exempt_exits;
     }
 }
 
@@ -197,6 +243,12 @@ enum Verdict {
     /// Past the threshold, but the CPU counters were only just first read: decide on the
     /// next reading (half a tick later), so the stall is classified instead of `unknown`.
     AwaitCpuBaseline,
+}
+
+impl Verdict {
+    fn is_stall(&self) -> bool {
+        matches!(self, Verdict::Stall(_))
+    }
 }
 
 /// The hooked-mode stall rule, with no reads of its own: `share` reads the thread's CPU
@@ -425,6 +477,7 @@ mod tests {
             spawned_at: None,
             start,
             exempt: false,
+            exempt_exits: 0,
         };
         let mut w = Watched {
             cpu_base: Some(CpuSample {

@@ -25,7 +25,10 @@
 //!    was starved, covers it; a thread that polled one of pollwatch's tasks during the
 //!    silence was not stuck then, so its count starts at that poll (on a `current_thread`
 //!    runtime, see below). On a tick that was
-//!    not late, a stall opens for it unless it is inside `allow_blocking` or its CPU share
+//!    not late, a stall opens for it unless it is inside `allow_blocking` (and it counts
+//!    from the end of the last such scope seen), asleep on anything but a timer while
+//!    another thread of the process is runnable but not running (most likely what it waits
+//!    for), or its CPU share
 //!    says the host starved it. Its stack is captured, `kind` comes from its CPU time over
 //!    the silence, `worker` is the index whose counters stopped; `task_id` and `spawned_at`
 //!    are unknown.
@@ -182,6 +185,10 @@ struct Track {
     /// CPU time does not miss run-queue time the kernel has not accounted yet.
     votes: Votes,
     stretch_votes: Votes,
+    /// The thread's count of `allow_blocking` exits as last seen, and the last tick that saw
+    /// it inside a scope or past a new exit: blocking up to then was allowed.
+    exempt_exits: u32,
+    allowed_until: Option<Instant>,
 }
 
 /// Ticks that wanted the CPU and ticks asleep.
@@ -223,7 +230,8 @@ enum Look {
 }
 
 impl Track {
-    fn new(tid: i32, seen: u64, now: Instant) -> Track {
+    fn new(e: &ThreadEntry, seen: u64, now: Instant) -> Track {
+        let tid = e.tid();
         let s = cpu::sample(tid);
         Track {
             tid,
@@ -238,6 +246,18 @@ impl Track {
             starved_total: Duration::ZERO,
             votes: Votes::default(),
             stretch_votes: Votes::default(),
+            exempt_exits: e.exempt_exits(),
+            allowed_until: e.exempt().then_some(now),
+        }
+    }
+
+    /// Notes whether the thread is in, or has left, an `allow_blocking` scope since the
+    /// last tick.
+    fn note_exempt(&mut self, e: &ThreadEntry, now: Instant) {
+        let exits = e.exempt_exits();
+        if e.exempt() || exits != self.exempt_exits {
+            self.exempt_exits = exits;
+            self.allowed_until = Some(now);
         }
     }
 
@@ -540,8 +560,11 @@ impl AttachDetector {
         for c in &candidates {
             let tid = c.tid();
             match self.tracks.iter_mut().find(|t| t.tid == tid) {
-                Some(t) => t.update(self.ticks, now),
-                None => self.tracks.push(Track::new(tid, self.ticks, now)),
+                Some(t) => {
+                    t.update(self.ticks, now);
+                    t.note_exempt(c, now);
+                }
+                None => self.tracks.push(Track::new(c, self.ticks, now)),
             }
         }
         if tick.late || silent < threshold {
@@ -559,6 +582,10 @@ impl AttachDetector {
                 if share.is_some_and(|s| s.starved()) {
                     return true;
                 }
+                // Asleep on a lock whose holder is most likely descheduled: the host's.
+                if cpu::waits_for_a_starved_thread(e.tid()) {
+                    return true;
+                }
                 let kind = self.kind_of(&e, stretch);
                 (Some(e), kind, from)
             }
@@ -566,6 +593,11 @@ impl AttachDetector {
                 let shares: Vec<Option<CpuShare>> =
                     cands.iter().map(|e| self.share_of(e, None)).collect();
                 if !shares.is_empty() && shares.iter().all(|s| s.is_some_and(|s| s.starved())) {
+                    return true;
+                }
+                // No thread to look at: while some thread of the process waits for a CPU,
+                // a worker that cannot be told apart may be waiting for it.
+                if cpu::another_thread_is_starved(0) {
                     return true;
                 }
                 // The stuck thread is one of these: if they all agree, so does it.
@@ -650,6 +682,16 @@ impl AttachDetector {
                 (since, from) = (t.stuck_since, t.stuck_after);
             }
             starved = t.starved;
+        }
+        // Blocking inside `allow_blocking` was allowed: the stall counts from its end.
+        let allowed = self
+            .tracks
+            .iter()
+            .find(|t| t.tid == e.tid())
+            .and_then(|t| t.allowed_until);
+        if let Some(at) = allowed {
+            since = since.max(at);
+            from = from.max(at);
         }
         let polled = e.last_poll();
         if polled > w.since_raw {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 pub mod browser;
 pub mod console;
 pub mod dashboards;
+pub mod fixture;
 pub mod flame;
 #[cfg(feature = "opentelemetry-sdk")]
 pub mod otel_sdk;
