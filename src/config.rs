@@ -538,18 +538,24 @@ pub(crate) fn parse_bool(field: &'static str, v: &str) -> Result<bool, Error> {
     }
 }
 
+/// An environment for unit tests: `pairs` are its only variables.
+#[cfg(test)]
+pub(crate) fn fake_env<'a>(
+    pairs: &'a [(&'a str, &'a str)],
+) -> impl Fn(&str) -> Option<String> + 'a {
+    move |k| {
+        pairs
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use super::fake_env as env;
 
     #[test]
     fn env_values_apply() {

@@ -126,7 +126,38 @@ pub fn otel_label(prometheus_label: &str) -> &str {
 /// OpenTelemetry attributes whose values are integers in the OpenTelemetry conventions
 /// (every other attribute is a string).
 #[cfg(any(feature = "opentelemetry", feature = "opentelemetry-sdk"))]
-pub(crate) const OTEL_INT_ATTRIBUTES: [&str; 2] = ["code.line.number", "tokio.worker.index"];
+const OTEL_INT_ATTRIBUTES: [&str; 2] = ["code.line.number", "tokio.worker.index"];
+
+/// The value of one OpenTelemetry attribute.
+#[cfg(any(feature = "opentelemetry", feature = "opentelemetry-sdk"))]
+pub(crate) enum OtelValue<'a> {
+    Int(i64),
+    Str(&'a str),
+}
+
+/// A series' labels (`labels` in the order of [`MetricDef::labels`], `values` beside them)
+/// as OpenTelemetry attributes: their OpenTelemetry names, integers where the conventions
+/// say so, empty values left out. The `tokio.runtime` attribute is the caller's. The OTLP
+/// push and the SDK path both take their attributes from here, so they send the same ones.
+#[cfg(any(feature = "opentelemetry", feature = "opentelemetry-sdk"))]
+pub(crate) fn otel_attributes<'a, V: AsRef<str>>(
+    labels: &'static [&'static str],
+    values: &'a [V],
+) -> impl Iterator<Item = (&'static str, OtelValue<'a>)> + 'a {
+    labels
+        .iter()
+        .zip(values)
+        .filter(|(_, v)| !v.as_ref().is_empty())
+        .map(|(label, v)| {
+            let key = otel_label(label);
+            let v = v.as_ref();
+            let int = OTEL_INT_ATTRIBUTES
+                .contains(&key)
+                .then(|| v.parse::<i64>().ok())
+                .flatten();
+            (key, int.map_or(OtelValue::Str(v), OtelValue::Int))
+        })
+}
 
 const CALLSITE: &[&str] = &["code_file_path", "code_line_number"];
 

@@ -7,28 +7,12 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{number_data_point, AggregationTemporality};
 use support::otlp::{self, Data, Receiver};
-use support::scrape::{self, Exposition};
-
-/// Kills the collector when the test ends, however it ends.
-struct Collector(Child);
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
+use support::scrape::Exposition;
 
 /// The forwarded request that carries the stall, if one has arrived.
 fn with_stall(requests: &[ExportMetricsServiceRequest]) -> Option<&ExportMetricsServiceRequest> {
@@ -44,42 +28,11 @@ fn with_stall(requests: &[ExportMetricsServiceRequest]) -> Option<&ExportMetrics
 
 #[test]
 fn otlp_push_passes_through_a_real_collector() {
-    let rotel = scrape::tool("rotel-agent");
     let downstream = Receiver::start();
-    let grpc = loopback(scrape::free_port());
-    let dir = std::env::temp_dir().join(format!("pollwatch-rotel-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log_path = dir.join("rotel.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let rotel_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let child = Command::new(rotel)
-        .arg("start")
-        .args(["--otlp-grpc-endpoint", &grpc.to_string()])
-        // Its HTTP receiver is not used: a free port, not the shared default 4318.
-        .args([
-            "--otlp-http-endpoint",
-            &loopback(scrape::free_port()).to_string(),
-        ])
-        .args(["--exporter", "otlp"])
-        .args(["--otlp-exporter-endpoint", &downstream.endpoint()])
-        .args(["--otlp-exporter-protocol", "grpc"])
-        .args(["--batch-timeout", "100ms"])
-        .arg("--pid-file")
-        .arg(dir.join("rotel.pid"))
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start rotel-agent");
-    let _collector = Collector(child);
-    let start = Instant::now();
-    while TcpStream::connect_timeout(&grpc, Duration::from_millis(100)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "rotel did not listen on {grpc}; its log:\n{}",
-            rotel_log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Killed when the test ends, however it ends.
+    let rotel = otlp::Rotel::start(&downstream);
+    let grpc = rotel.grpc;
+    let rotel_log = || rotel.log();
 
     let (rt, agent) = support::runtime_with(
         pollwatch::Agent::builder()
@@ -178,5 +131,4 @@ fn otlp_push_passes_through_a_real_collector() {
         Some(0.0)
     );
     drop(agent);
-    let _ = std::fs::remove_dir_all(&dir);
 }

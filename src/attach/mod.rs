@@ -286,14 +286,7 @@ fn running_worker(metrics: &tokio::runtime::RuntimeMetrics) -> Option<usize> {
     if n == 1 {
         return Some(0);
     }
-    #[cfg(target_has_atomic = "64")]
-    {
-        let mut running = (0..n).filter(|&i| metrics.worker_park_unpark_count(i) % 2 == 0);
-        let first = running.next()?;
-        running.next().is_none().then_some(first)
-    }
-    #[cfg(not(target_has_atomic = "64"))]
-    None
+    roll_call::running_unclaimed(metrics, n, &[])
 }
 
 /// Whether `/proc/self/task/<tid>` exists (always true where procfs is not available).

@@ -211,7 +211,11 @@ fn own_index(shared: &Shared, me: &Arc<ThreadEntry>, metrics: &RuntimeMetrics) -
 
 /// The one worker, not in `claimed`, whose published count says it runs tasks; `None` if
 /// there are several, or none.
-fn running_unclaimed(metrics: &RuntimeMetrics, workers: usize, claimed: &[usize]) -> Option<usize> {
+pub(super) fn running_unclaimed(
+    metrics: &RuntimeMetrics,
+    workers: usize,
+    claimed: &[usize],
+) -> Option<usize> {
     #[cfg(target_has_atomic = "64")]
     {
         let counts: Vec<u64> = (0..workers)

@@ -135,27 +135,19 @@ fn metric(f: &Family, runtime: &str, times: Times) -> Metric {
 
 /// `tokio.runtime` and the sample's labels under their OpenTelemetry names; empty values
 /// left out.
-fn attributes(runtime: &str, labels: &[&str], s: &Sample) -> Vec<KeyValue> {
+fn attributes(runtime: &str, labels: &'static [&'static str], s: &Sample) -> Vec<KeyValue> {
     let mut out = Vec::with_capacity(labels.len() + 1);
     out.push(attribute(names::otel_label(names::RUNTIME_LABEL), runtime));
-    for (label, value) in labels.iter().zip(&s.labels) {
-        if value.is_empty() {
-            continue;
-        }
-        let key = names::otel_label(label);
-        let int = names::OTEL_INT_ATTRIBUTES
-            .contains(&key)
-            .then(|| value.parse::<i64>().ok())
-            .flatten();
-        out.push(match int {
-            Some(n) => KeyValue {
+    for (key, value) in names::otel_attributes(labels, &s.labels) {
+        out.push(match value {
+            names::OtelValue::Int(n) => KeyValue {
                 key: key.into(),
                 value: Some(AnyValue {
                     value: Some(any_value::Value::IntValue(n)),
                 }),
                 ..KeyValue::default()
             },
-            None => attribute(key, value.as_ref()),
+            names::OtelValue::Str(v) => attribute(key, v),
         });
     }
     out

@@ -99,18 +99,10 @@ impl Link {
             names::otel_label(names::RUNTIME_LABEL),
             self.runtime.clone(),
         ));
-        for (label, value) in def.labels.iter().zip(&s.labels) {
-            if value.is_empty() {
-                continue;
-            }
-            let key = names::otel_label(label);
-            let int = names::OTEL_INT_ATTRIBUTES
-                .contains(&key)
-                .then(|| value.parse::<i64>().ok())
-                .flatten();
-            out.push(match int {
-                Some(n) => KeyValue::new(key, n),
-                None => KeyValue::new(key, value.clone()),
+        for (key, value) in names::otel_attributes(def.labels, &s.labels) {
+            out.push(match value {
+                names::OtelValue::Int(n) => KeyValue::new(key, n),
+                names::OtelValue::Str(v) => KeyValue::new(key, v.to_string()),
             });
         }
         out

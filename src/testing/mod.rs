@@ -414,14 +414,7 @@ fn warn(failure: &Failure) {
 mod tests {
     use super::*;
 
-    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::config::fake_env as env;
 
     #[test]
     fn the_threshold_comes_from_the_test_then_the_environment_then_the_default() {

@@ -268,7 +268,7 @@ impl Track {
         self.seen = seen;
         let s = cpu::sample(self.tid);
         let look = match (&self.last, &s) {
-            (Some(a), Some(b)) => look(a, b, thread_state(self.tid)),
+            (Some(a), Some(b)) => look(a, b, cpu::scheduler_state(self.tid)),
             _ => Look::Moving,
         };
         let vote = match look {
@@ -327,16 +327,6 @@ fn look(a: &CpuSample, b: &CpuSample, state: Option<u8>) -> Look {
     } else {
         Look::Moving
     }
-}
-
-/// The scheduler state letter of `/proc/self/task/<tid>/stat` (`R` runnable, `S` asleep,
-/// `D` uninterruptible, ...).
-fn thread_state(tid: i32) -> Option<u8> {
-    let stat = std::fs::read(format!("/proc/self/task/{tid}/stat")).ok()?;
-    // "tid (comm) S ...": the name may hold spaces and parentheses; the state follows the
-    // last ')'.
-    let close = stat.iter().rposition(|&c| c == b')')?;
-    stat.get(close + 2).copied()
 }
 
 /// One wake-up of the probe.
