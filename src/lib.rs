@@ -26,6 +26,9 @@ mod stats;
 pub mod testing;
 mod watchdog;
 
+#[cfg(test)]
+mod readme_tables;
+
 pub use agent::{Agent, Builder};
 pub use config::Config;
 pub use error::Error;
