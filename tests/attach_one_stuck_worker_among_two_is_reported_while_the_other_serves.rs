@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,15 +19,23 @@ fn attach_one_stuck_worker_among_two_is_reported_while_the_other_serves() {
         pollwatch::Agent::builder().stall_threshold(Duration::from_millis(100)),
     ));
     let served = Arc::new(AtomicU64::new(0));
-    let (inside, counted) = (agent.clone(), served.clone());
+    let started = Arc::new(AtomicBool::new(false));
+    let (inside, counted, running) = (agent.clone(), served.clone(), started.clone());
     let (during, served_meanwhile) = rt.block_on(async move {
         let stuck = tokio::spawn(async move {
+            running.store(true, Relaxed);
             let before = counted.load(Relaxed);
             support::busy_for(Duration::from_millis(500));
             (inside.stalls(), counted.load(Relaxed) - before)
         });
-        // The other worker serves short tasks meanwhile (bounded in count and time).
+        // The first short task is spawned only once the loop runs: spawned together, both
+        // can sit in the inject queue and one worker takes them as one batch, leaving the
+        // short task queued behind the busy loop (CI saw 0 tasks served).
         let start = Instant::now();
+        while !started.load(Relaxed) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The other worker serves short tasks meanwhile (bounded in count and time).
         while !stuck.is_finished() && start.elapsed() < Duration::from_secs(5) {
             let served = served.clone();
             tokio::spawn(async move {
