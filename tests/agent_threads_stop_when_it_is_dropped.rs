@@ -2,6 +2,9 @@
 //! new runtime with a new agent works after that.
 //!
 //! Linux only: pollwatch's threads are counted by name in `/proc/self/task`.
+//!
+//! Its own test binary: it counts every pollwatch thread of the process, so no other test's
+//! agent may run beside it.
 #![cfg(target_os = "linux")]
 
 mod support;

@@ -6,6 +6,9 @@
 //! The target allocates in a tight loop, so it would be counted too if it were not frozen.
 //!
 //! Linux x86_64 and aarch64 only: the platforms stack capture supports.
+//!
+//! Its own test binary: it replaces the process's global allocator and sets the once-per-process
+//! frozen-window hook.
 #![cfg(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")

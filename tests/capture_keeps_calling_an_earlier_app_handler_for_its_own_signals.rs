@@ -3,6 +3,9 @@
 //! signal that arrives late (after its request timed out on a masked thread).
 //!
 //! Linux x86_64 and aarch64 only: the platforms stack capture supports.
+//!
+//! Its own test binary: it installs the application's handler before pollwatch's, which only a
+//! fresh process allows.
 #![cfg(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")

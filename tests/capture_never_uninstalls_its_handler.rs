@@ -3,6 +3,9 @@
 //! stray signal on that number is harmless, and a new capturer can use it again.
 //!
 //! Linux x86_64 and aarch64 only: the platforms stack capture supports.
+//!
+//! Its own test binary: it starts from the default disposition of the capture signal, which
+//! any earlier capture in the process would have replaced.
 #![cfg(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")

@@ -1,5 +1,8 @@
 //! `enabled(false)` and `POLLWATCH_DISABLED=1` install no hook, start no thread and report
 //! nothing, while the user's own hooks still run.
+//!
+//! Its own test binary: it sets `POLLWATCH_DISABLED`, which every agent of the process reads,
+//! and counts the process's pollwatch threads.
 
 mod support;
 

@@ -3,6 +3,8 @@
 //! a 50 ms threshold. Nothing is reported, the watchdog counts its late tick
 //! (`pollwatch_watchdog_late_total`), and afterwards a real stall is still reported (the
 //! guard did not just switch detection off). In both set-ups (see `support::Setup`).
+//!
+//! Its own test binary: SIGSTOP stops every thread of the process, every other test's too.
 
 mod support;
 

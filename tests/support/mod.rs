@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: a runtime with an agent, and bounded waits.
 #![allow(dead_code)]
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub mod browser;
@@ -16,6 +17,22 @@ pub mod prometheus;
 pub mod scrape;
 
 use pollwatch::{Agent, StallReport};
+
+/// Held for the whole of a test that must not share the machine with the other tests of
+/// its binary: the topic binaries (`tests/<topic>/main.rs`) group tests that measure stalls
+/// and deadlines against the wall clock, which one test's deliberate stall on another core
+/// would skew. A test that failed while holding it does not poison the rest.
+pub struct Serial(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+/// Waits until no other test of this binary holds [`Serial`].
+pub fn serial() -> Serial {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    Serial(
+        ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    )
+}
 
 /// A two-worker runtime built through pollwatch: hooked mode under `tokio_unstable`,
 /// attach mode on stable tokio.
@@ -58,9 +75,12 @@ pub fn next_line(file: &str, line: u32) -> String {
 pub const HOOKED: bool = cfg!(tokio_unstable);
 
 /// Checks what every "stall caught while it runs" test checks: exactly one report, seen from
-/// inside the blocking poll (`during`), of the expected kind, at the test's spawn line.
+/// inside the blocking poll (`during`), of the expected kind. In hooked mode it was seen by
+/// the poll hook, with a task id and the test's spawn line; in attach mode by the worker's
+/// counters, naming the worker.
 #[track_caller]
 pub fn assert_one_ongoing_report(
+    mode: pollwatch::Mode,
     during: &[StallReport],
     kind: pollwatch::StallKind,
     spawn_line: &str,
@@ -76,14 +96,22 @@ pub fn assert_one_ongoing_report(
         "the report exists while the poll still runs: {r:#?}"
     );
     assert_eq!(r.kind, kind, "{r:#?}");
-    if HOOKED {
-        assert_eq!(r.detection, pollwatch::Detection::PollHook, "{r:#?}");
-        let at = r.spawned_at.as_deref().expect("spawn location");
-        assert!(
-            at.starts_with(spawn_line),
-            "spawned at {at}, expected {spawn_line}"
-        );
-        assert!(r.task_id.is_some(), "{r:#?}");
+    match mode {
+        pollwatch::Mode::Hooked => {
+            assert_eq!(r.detection, pollwatch::Detection::PollHook, "{r:#?}");
+            let at = r.spawned_at.as_deref().expect("spawn location");
+            assert!(
+                at.starts_with(spawn_line),
+                "spawned at {at}, expected {spawn_line}"
+            );
+            assert!(r.task_id.is_some(), "{r:#?}");
+        }
+        pollwatch::Mode::Attach => {
+            assert_eq!(r.detection, pollwatch::Detection::Worker, "{r:#?}");
+            assert!(r.worker.is_some(), "{r:#?}");
+            assert!(r.task_id.is_none() && r.spawned_at.is_none(), "{r:#?}");
+        }
+        pollwatch::Mode::Disabled => panic!("a disabled agent reported {r:#?}"),
     }
 }
 
