@@ -271,8 +271,8 @@ impl Builder {
         let shared = Arc::new(Shared::new(config, mode));
         hooks::install(builder, &shared, self.user_hooks);
         let runtime = builder.build().map_err(Error::Runtime)?;
-        if mode == Mode::Attach {
-            crate::attach::runtime_built(&shared, runtime.handle());
+        if let Some(threads) = shared.threads() {
+            crate::attach::runtime_built(threads, &shared.clock, runtime.handle());
         }
         let agent = Agent::start(shared, runtime.handle().clone())?;
         Ok((runtime, agent))
@@ -312,7 +312,9 @@ impl Builder {
             return Ok(Agent::disabled());
         }
         let shared = Arc::new(Shared::new(config, Mode::Attach));
-        crate::attach::attached(&shared, handle);
+        if let Some(threads) = shared.threads() {
+            crate::attach::attached(threads, &shared.clock, handle);
+        }
         Agent::start(shared, handle.clone())
     }
 
@@ -472,7 +474,14 @@ impl Agent {
         }
         #[cfg(all(feature = "console", tokio_unstable))]
         let console = match shared.config.console_addr {
-            Some(addr) => Some(crate::console::Console::start(addr, shared.clone())?),
+            Some(addr) => Some(crate::console::Console::start(
+                addr,
+                &shared.config,
+                shared.clock.clone(),
+                shared
+                    .hooked()
+                    .and_then(|h| Some((h.slots.clone(), h.console.clone()?))),
+            )?),
             None => None,
         };
         let watchdog = Watchdog::start(shared.clone(), handle.clone())?;
@@ -534,7 +543,7 @@ impl Agent {
     pub fn mode(&self) -> Mode {
         self.shared
             .as_ref()
-            .map(|s| s.mode)
+            .map(|s| s.mode())
             .unwrap_or(Mode::Disabled)
     }
 
@@ -607,7 +616,7 @@ fn check_console(shared: &Shared) -> Result<(), Error> {
             "pollwatch was built without its `console` feature: enable it (features = [\"console\"]), or unset console_addr / POLLWATCH_CONSOLE_ADDR",
         ));
     }
-    if shared.mode != Mode::Hooked {
+    if shared.mode() != Mode::Hooked {
         return Err(Error::invalid(
             "console_addr",
             addr,

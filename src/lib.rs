@@ -3,6 +3,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod agent;
+mod allow_blocking;
 mod attach;
 pub mod capture;
 pub mod config;
@@ -24,19 +25,20 @@ mod slots;
 mod state;
 mod stats;
 pub mod testing;
+mod thread_info;
 mod watchdog;
 
 #[cfg(test)]
 mod readme_tables;
 
 pub use agent::{Agent, Builder};
+pub use allow_blocking::allow_blocking;
 pub use config::Config;
 pub use error::Error;
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use export::collector::PrometheusCollector;
 pub use report::{Detection, StackSample, StallKind, StallReport};
-pub use slots::allow_blocking;
 pub use state::Mode;
 pub use stats::histogram::HistogramSnapshot;
 pub use stats::stall_log::StallsView;

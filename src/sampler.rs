@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::runtime::{Handle, RuntimeMetrics};
 
 use crate::names::{self, MetricDef};
-use crate::state::{Mode, Shared};
+use crate::state::{HookedState, Mode, Shared};
 use crate::stats::histogram::HistogramSnapshot;
 
 /// One sample's value.
@@ -80,7 +80,7 @@ impl Source {
     pub(crate) fn mode(&self) -> Mode {
         self.shared
             .as_ref()
-            .map(|s| s.mode)
+            .map(|s| s.mode())
             .unwrap_or(Mode::Disabled)
     }
 
@@ -164,8 +164,8 @@ impl CallsiteTotals {
 /// `(code_file_path, code_line_number)` label values and totals, merged by file and line
 /// (locations differing only in the column share one series), sorted, `other` last.
 /// At most `max_callsites + 1` rows.
-pub(crate) fn callsite_rows(shared: &Shared) -> Vec<((Label, Label), CallsiteTotals)> {
-    let table = &shared.callsites;
+pub(crate) fn callsite_rows(hooked: &HookedState) -> Vec<((Label, Label), CallsiteTotals)> {
+    let table = &hooked.callsites;
     let mut merged: BTreeMap<(&'static str, u32), CallsiteTotals> = BTreeMap::new();
     let mut other = CallsiteTotals::default();
     for index in table.used_indices() {
@@ -175,7 +175,7 @@ pub(crate) fn callsite_rows(shared: &Shared) -> Vec<((Label, Label), CallsiteTot
             alive: spawned.saturating_sub(terminated),
             ..CallsiteTotals::default()
         };
-        for (_, slot) in shared.slots.iter() {
+        for (_, slot) in hooked.slots.iter() {
             let (polls, ns) = slot.callsite_totals(index);
             t.polls += polls;
             t.poll_ns = t.poll_ns.wrapping_add(ns);
@@ -220,10 +220,10 @@ impl Reader<'_> {
     }
 
     fn callsites(&mut self, value: impl Fn(&CallsiteTotals) -> Value) -> Vec<Sample> {
-        let Some(shared) = self.shared else {
+        let Some(hooked) = self.shared.and_then(Shared::hooked) else {
             return Vec::new();
         };
-        let rows = self.callsites.get_or_insert_with(|| callsite_rows(shared));
+        let rows = self.callsites.get_or_insert_with(|| callsite_rows(hooked));
         rows.iter()
             .map(|((file, line), t)| Sample::new(vec![file.clone(), line.clone()], value(t)))
             .collect()
@@ -308,7 +308,7 @@ impl Reader<'_> {
         let one = |v: Value| Some(vec![Sample::unlabeled(v)]);
         if is(&TASK_POLL_DURATION) {
             let mut h = HistogramSnapshot::default();
-            for (_, slot) in s.slots.iter() {
+            for (_, slot) in s.hooked().iter().flat_map(|hooked| hooked.slots.iter()) {
                 slot.poll_time.add_to(&mut h);
             }
             return one(Value::Histogram(h));
@@ -378,7 +378,11 @@ impl Reader<'_> {
             return None;
         }
         #[cfg(all(feature = "console", tokio_unstable))]
-        if let Some(c) = self.shared.and_then(|s| s.console.as_deref()) {
+        if let Some(c) = self
+            .shared
+            .and_then(Shared::hooked)
+            .and_then(|h| h.console.as_deref())
+        {
             use crate::console::events::EventKind;
             use std::sync::atomic::Ordering::Relaxed;
             let int = |a: &std::sync::atomic::AtomicU64| Value::Int(a.load(Relaxed));

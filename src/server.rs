@@ -181,7 +181,7 @@ async fn snapshots(state: Arc<State>) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        state.recent.record(&shared);
+        state.recent.record(&shared.stalls, &shared.probe_delay);
     }
 }
 
@@ -317,7 +317,7 @@ fn page(state: &State, req: &Request<Incoming>) -> Body {
     let sel = selection(req)?;
     let refresh = crate::export::html::refresh_of(req.uri().query())?;
     let recent = match &state.source.shared {
-        Some(s) => state.recent.view(s),
+        Some(s) => state.recent.view(&s.stalls, &s.probe_delay),
         None => crate::stats::recent::RecentView {
             over: Duration::ZERO,
             stalls: 0,

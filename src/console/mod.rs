@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::state::Shared;
+use crate::config::Config;
+use crate::slots::SlotLease;
 use crate::Error;
 
 /// How often the console thread empties the hooks' queues.
@@ -81,14 +82,24 @@ pub(crate) struct Console {
 
 impl Console {
     /// Binds `addr` now (a port in use is an error of the start-up call) and serves from the
-    /// `pollwatch-console` thread.
-    pub(crate) fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<Console, Error> {
+    /// `pollwatch-console` thread. `feed` is hooked mode's slot table and console feed.
+    pub(crate) fn start(
+        addr: SocketAddr,
+        config: &Config,
+        clock: quanta::Clock,
+        feed: Option<(Arc<SlotLease>, Arc<ConsoleState>)>,
+    ) -> Result<Console, Error> {
         let bind_err = |source| Error::Bind {
             setting: "console_addr",
             addr,
             source,
         };
-        let Some(state) = shared.console.clone() else {
+        let settings = service::Settings {
+            max_tasks: config.console_max_tasks,
+            retention: config.console_retention,
+            clock,
+        };
+        let Some((slots, state)) = feed else {
             return Err(Error::invalid(
                 "console_addr",
                 addr,
@@ -129,8 +140,8 @@ impl Console {
             };
             let _ = ready_tx.send(Ok(()));
             rt.block_on(async move {
-                let max_tasks = shared.config.console_max_tasks;
-                let (commands, aggregator) = service::Aggregator::new(shared, state);
+                let max_tasks = settings.max_tasks;
+                let (commands, aggregator) = service::Aggregator::new(settings, slots, state);
                 tokio::spawn(aggregator.run());
                 tokio::select! {
                     () = service::serve(listener, commands, max_tasks) => {}
