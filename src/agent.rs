@@ -396,11 +396,11 @@ pub struct Agent {
     /// For the exporters; kept here, not in `Shared`, which the runtime's hooks own.
     handle: Option<tokio::runtime::Handle>,
     #[cfg(feature = "http")]
-    server: Option<crate::server::Server>,
+    server: Option<crate::export::server::Server>,
     #[cfg(feature = "opentelemetry")]
-    otlp: Option<crate::otlp::Pusher>,
+    otlp: Option<crate::export::otlp::Pusher>,
     #[cfg(all(feature = "console", tokio_unstable))]
-    console: Option<crate::console::Console>,
+    console: Option<crate::export::console::Console>,
     /// What the callbacks registered on an app's OpenTelemetry meters read through a `Weak`:
     /// dropped with the agent, which ends them.
     #[cfg(feature = "opentelemetry-sdk")]
@@ -446,7 +446,7 @@ impl Agent {
         // Bound first: a port in use fails start-up before any thread runs.
         #[cfg(feature = "http")]
         let server = match shared.config.http_addr {
-            Some(addr) => Some(crate::server::Server::start(
+            Some(addr) => Some(crate::export::server::Server::start(
                 addr,
                 shared.config.http_bearer_token.clone(),
                 crate::sampler::Source {
@@ -474,7 +474,7 @@ impl Agent {
         }
         #[cfg(all(feature = "console", tokio_unstable))]
         let console = match shared.config.console_addr {
-            Some(addr) => Some(crate::console::Console::start(
+            Some(addr) => Some(crate::export::console::Console::start(
                 addr,
                 &shared.config,
                 shared.clock.clone(),
@@ -488,7 +488,7 @@ impl Agent {
         // Last: if it cannot start, the threads above stop as this function returns.
         #[cfg(feature = "opentelemetry")]
         let otlp = match &shared.config.otlp_endpoint {
-            Some(endpoint) => Some(crate::otlp::Pusher::start(
+            Some(endpoint) => Some(crate::export::otlp::Pusher::start(
                 endpoint,
                 crate::sampler::Source {
                     shared: Some(shared.clone()),
@@ -518,7 +518,9 @@ impl Agent {
     pub fn console_addr(&self) -> Option<SocketAddr> {
         #[cfg(all(feature = "console", tokio_unstable))]
         {
-            self.console.as_ref().map(crate::console::Console::addr)
+            self.console
+                .as_ref()
+                .map(crate::export::console::Console::addr)
         }
         #[cfg(not(all(feature = "console", tokio_unstable)))]
         {
@@ -531,7 +533,9 @@ impl Agent {
     pub fn http_addr(&self) -> Option<SocketAddr> {
         #[cfg(feature = "http")]
         {
-            self.server.as_ref().map(crate::server::Server::addr)
+            self.server
+                .as_ref()
+                .map(crate::export::server::Server::addr)
         }
         #[cfg(not(feature = "http"))]
         {

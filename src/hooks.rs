@@ -244,7 +244,7 @@ fn install_task_hooks(
         }
         #[cfg(all(feature = "console", tokio_unstable))]
         if let Some(console) = &h.console {
-            let event = crate::console::events::Event::Spawn {
+            let event = crate::export::console::events::Event::Spawn {
                 id: task_id(meta.id()),
                 at: c.raw(),
                 location: meta.spawned_at(),
@@ -268,7 +268,7 @@ fn install_task_hooks(
         }
         #[cfg(all(feature = "console", tokio_unstable))]
         if let Some(console) = &h.console {
-            let event = crate::console::events::Event::Terminate {
+            let event = crate::export::console::events::Event::Terminate {
                 id: task_id(meta.id()),
                 at: c.raw(),
             };

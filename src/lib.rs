@@ -7,20 +7,13 @@ mod allow_blocking;
 mod attach;
 pub mod capture;
 pub mod config;
-#[cfg(all(feature = "console", tokio_unstable))]
-mod console;
 mod error;
 mod export;
 mod hooks;
 pub mod names;
 mod os_thread;
-#[cfg(feature = "opentelemetry")]
-mod otlp;
 mod report;
 mod sampler;
-#[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub mod server;
 mod slots;
 mod state;
 mod stats;
@@ -38,6 +31,9 @@ pub use error::Error;
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use export::collector::PrometheusCollector;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use export::server;
 pub use report::{Detection, StackSample, StallKind, StallReport};
 pub use state::Mode;
 pub use stats::histogram::HistogramSnapshot;

@@ -106,7 +106,7 @@ pub(crate) struct HookedState {
     /// The tokio-console feed, when `console_addr` is set; `None` keeps the hooks to one
     /// untaken branch.
     #[cfg(all(feature = "console", tokio_unstable))]
-    pub(crate) console: Option<Arc<crate::console::ConsoleState>>,
+    pub(crate) console: Option<Arc<crate::export::console::ConsoleState>>,
 }
 
 impl HookedState {
@@ -119,7 +119,7 @@ impl HookedState {
             console: config
                 .console_addr
                 .is_some()
-                .then(|| Arc::new(crate::console::ConsoleState::new(MAX_THREADS))),
+                .then(|| Arc::new(crate::export::console::ConsoleState::new(MAX_THREADS))),
         }
     }
 }
