@@ -347,42 +347,44 @@ impl Builder {
     }
 }
 
-#[cfg(tokio_unstable)]
-impl Builder {
-    /// Your own `on_before_task_poll` hook (see [`Builder::on_thread_start`]).
-    pub fn on_before_task_poll(
-        mut self,
-        f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
-    ) -> Self {
-        self.user_hooks.before_poll = Some(Arc::new(f));
-        self
-    }
+// Your own task hooks: tokio has them only under `--cfg tokio_unstable`.
+cfg_hooked! {
+    impl Builder {
+        /// Your own `on_before_task_poll` hook (see [`Builder::on_thread_start`]).
+        pub fn on_before_task_poll(
+            mut self,
+            f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
+        ) -> Self {
+            self.user_hooks.before_poll = Some(Arc::new(f));
+            self
+        }
 
-    /// Your own `on_after_task_poll` hook (see [`Builder::on_thread_start`]).
-    pub fn on_after_task_poll(
-        mut self,
-        f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
-    ) -> Self {
-        self.user_hooks.after_poll = Some(Arc::new(f));
-        self
-    }
+        /// Your own `on_after_task_poll` hook (see [`Builder::on_thread_start`]).
+        pub fn on_after_task_poll(
+            mut self,
+            f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
+        ) -> Self {
+            self.user_hooks.after_poll = Some(Arc::new(f));
+            self
+        }
 
-    /// Your own `on_task_spawn` hook (see [`Builder::on_thread_start`]).
-    pub fn on_task_spawn(
-        mut self,
-        f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
-    ) -> Self {
-        self.user_hooks.task_spawn = Some(Arc::new(f));
-        self
-    }
+        /// Your own `on_task_spawn` hook (see [`Builder::on_thread_start`]).
+        pub fn on_task_spawn(
+            mut self,
+            f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
+        ) -> Self {
+            self.user_hooks.task_spawn = Some(Arc::new(f));
+            self
+        }
 
-    /// Your own `on_task_terminate` hook (see [`Builder::on_thread_start`]).
-    pub fn on_task_terminate(
-        mut self,
-        f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
-    ) -> Self {
-        self.user_hooks.task_terminate = Some(Arc::new(f));
-        self
+        /// Your own `on_task_terminate` hook (see [`Builder::on_thread_start`]).
+        pub fn on_task_terminate(
+            mut self,
+            f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
+        ) -> Self {
+            self.user_hooks.task_terminate = Some(Arc::new(f));
+            self
+        }
     }
 }
 

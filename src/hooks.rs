@@ -8,15 +8,17 @@ use std::sync::Arc;
 
 use crate::attach::Threads;
 use crate::slots;
-#[cfg(tokio_unstable)]
-use crate::state::HookedState;
+cfg_hooked! {
+    use crate::state::HookedState;
+}
 use crate::state::{ModeState, Shared};
 
 /// A user closure for a thread hook.
 pub(crate) type ThreadHook = Arc<dyn Fn() + Send + Sync>;
-/// A user closure for a task hook.
-#[cfg(tokio_unstable)]
-pub(crate) type TaskHook = Arc<dyn Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync>;
+cfg_hooked! {
+    /// A user closure for a task hook.
+    pub(crate) type TaskHook = Arc<dyn Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync>;
+}
 
 /// The user's own hooks, still called after pollwatch's.
 #[derive(Clone, Default)]
@@ -167,126 +169,126 @@ fn install_attach(
     });
 }
 
-/// The task hooks: the hot path. Each closure holds the hooked state (which keeps the slot
-/// table leased) and a copy of the table's pointer and of the clock, nothing more.
-#[cfg(tokio_unstable)]
-fn install_task_hooks(
-    builder: &mut tokio::runtime::Builder,
-    hooked: &Arc<HookedState>,
-    shared: &Shared,
-    user: UserHooks,
-) {
-    let slots = hooked.slots.table();
-    let clock = &shared.clock;
-    let (h, c) = (hooked.clone(), clock.clone());
-    let f = user.before_poll;
-    // Both settings are fixed for the runtime's life: the branches below always go the same
-    // way, and with both off the hooks do stall detection alone (no hash, no clock).
-    let every = shared.config.poll_time_sample_every;
-    let callsite_stats = shared.config.callsite_stats;
-    builder.on_before_task_poll(move |meta| {
-        if let Some(slot) = slots.current() {
-            // Before `begin_poll`: whoever sees this poll's odd generation sees its start.
+cfg_hooked! {
+    /// The task hooks: the hot path. Each closure holds the hooked state (which keeps the slot
+    /// table leased) and a copy of the table's pointer and of the clock, nothing more.
+    fn install_task_hooks(
+        builder: &mut tokio::runtime::Builder,
+        hooked: &Arc<HookedState>,
+        shared: &Shared,
+        user: UserHooks,
+    ) {
+        let slots = hooked.slots.table();
+        let clock = &shared.clock;
+        let (h, c) = (hooked.clone(), clock.clone());
+        let f = user.before_poll;
+        // Both settings are fixed for the runtime's life: the branches below always go the same
+        // way, and with both off the hooks do stall detection alone (no hash, no clock).
+        let every = shared.config.poll_time_sample_every;
+        let callsite_stats = shared.config.callsite_stats;
+        builder.on_before_task_poll(move |meta| {
+            if let Some(slot) = slots.current() {
+                // Before `begin_poll`: whoever sees this poll's odd generation sees its start.
+                #[cfg(all(feature = "console", tokio_unstable))]
+                if let Some(console) = &h.console {
+                    console.feed.poll_started(slot.index(), c.raw());
+                }
+                let spawned_at = meta.spawned_at();
+                let callsite = if callsite_stats {
+                    h.callsites.index_of(spawned_at)
+                } else {
+                    slots::NO_CALLSITE
+                };
+                let start = if every != 0 && slot.timing_turn(every) {
+                    c.raw().max(1)
+                } else {
+                    0
+                };
+                slot.begin_poll(task_id(meta.id()), spawned_at, callsite, start);
+            }
+            if let Some(f) = &f {
+                f(meta);
+            }
+        });
+        let c = clock.clone();
+        #[cfg(feature = "console")]
+        let h = hooked.clone();
+        let f = user.after_poll;
+        builder.on_after_task_poll(move |meta| {
+            if let Some(slot) = slots.current() {
+                if slot.needs_end_time() {
+                    let now = c.raw();
+                    let start = slot.poll_start();
+                    let elapsed = (start != 0 && now >= start).then(|| c.delta_as_nanos(start, now));
+                    slot.end_poll(now, elapsed, u64::from(every));
+                } else {
+                    slot.end_poll(0, None, 1);
+                }
+                #[cfg(all(feature = "console", tokio_unstable))]
+                if let Some(console) = &h.console {
+                    console
+                        .feed
+                        .poll_ended(slot.index(), task_id(meta.id()), c.raw());
+                }
+            }
+            if let Some(f) = &f {
+                f(meta);
+            }
+        });
+        let h = hooked.clone();
+        #[cfg(feature = "console")]
+        let c = clock.clone();
+        let f = user.task_spawn;
+        builder.on_task_spawn(move |meta| {
+            if callsite_stats {
+                h.callsites
+                    .task_spawned(h.callsites.index_of(meta.spawned_at()));
+            }
             #[cfg(all(feature = "console", tokio_unstable))]
             if let Some(console) = &h.console {
-                console.feed.poll_started(slot.index(), c.raw());
-            }
-            let spawned_at = meta.spawned_at();
-            let callsite = if callsite_stats {
-                h.callsites.index_of(spawned_at)
-            } else {
-                slots::NO_CALLSITE
-            };
-            let start = if every != 0 && slot.timing_turn(every) {
-                c.raw().max(1)
-            } else {
-                0
-            };
-            slot.begin_poll(task_id(meta.id()), spawned_at, callsite, start);
-        }
-        if let Some(f) = &f {
-            f(meta);
-        }
-    });
-    let c = clock.clone();
-    #[cfg(feature = "console")]
-    let h = hooked.clone();
-    let f = user.after_poll;
-    builder.on_after_task_poll(move |meta| {
-        if let Some(slot) = slots.current() {
-            if slot.needs_end_time() {
-                let now = c.raw();
-                let start = slot.poll_start();
-                let elapsed = (start != 0 && now >= start).then(|| c.delta_as_nanos(start, now));
-                slot.end_poll(now, elapsed, u64::from(every));
-            } else {
-                slot.end_poll(0, None, 1);
-            }
-            #[cfg(all(feature = "console", tokio_unstable))]
-            if let Some(console) = &h.console {
+                let event = crate::export::console::events::Event::Spawn {
+                    id: task_id(meta.id()),
+                    at: c.raw(),
+                    location: meta.spawned_at(),
+                };
                 console
                     .feed
-                    .poll_ended(slot.index(), task_id(meta.id()), c.raw());
+                    .push(slots.current_if_claimed().map(|sl| sl.index()), event);
             }
-        }
-        if let Some(f) = &f {
-            f(meta);
-        }
-    });
-    let h = hooked.clone();
-    #[cfg(feature = "console")]
-    let c = clock.clone();
-    let f = user.task_spawn;
-    builder.on_task_spawn(move |meta| {
-        if callsite_stats {
-            h.callsites
-                .task_spawned(h.callsites.index_of(meta.spawned_at()));
-        }
-        #[cfg(all(feature = "console", tokio_unstable))]
-        if let Some(console) = &h.console {
-            let event = crate::export::console::events::Event::Spawn {
-                id: task_id(meta.id()),
-                at: c.raw(),
-                location: meta.spawned_at(),
-            };
-            console
-                .feed
-                .push(slots.current_if_claimed().map(|sl| sl.index()), event);
-        }
-        if let Some(f) = &f {
-            f(meta);
-        }
-    });
-    let h = hooked.clone();
-    #[cfg(feature = "console")]
-    let c = clock.clone();
-    let f = user.task_terminate;
-    builder.on_task_terminate(move |meta| {
-        if callsite_stats {
-            h.callsites
-                .task_terminated(h.callsites.index_of(meta.spawned_at()));
-        }
-        #[cfg(all(feature = "console", tokio_unstable))]
-        if let Some(console) = &h.console {
-            let event = crate::export::console::events::Event::Terminate {
-                id: task_id(meta.id()),
-                at: c.raw(),
-            };
-            console
-                .feed
-                .push(slots.current_if_claimed().map(|sl| sl.index()), event);
-        }
-        if let Some(f) = &f {
-            f(meta);
-        }
-    });
-}
+            if let Some(f) = &f {
+                f(meta);
+            }
+        });
+        let h = hooked.clone();
+        #[cfg(feature = "console")]
+        let c = clock.clone();
+        let f = user.task_terminate;
+        builder.on_task_terminate(move |meta| {
+            if callsite_stats {
+                h.callsites
+                    .task_terminated(h.callsites.index_of(meta.spawned_at()));
+            }
+            #[cfg(all(feature = "console", tokio_unstable))]
+            if let Some(console) = &h.console {
+                let event = crate::export::console::events::Event::Terminate {
+                    id: task_id(meta.id()),
+                    at: c.raw(),
+                };
+                console
+                    .feed
+                    .push(slots.current_if_claimed().map(|sl| sl.index()), event);
+            }
+            if let Some(f) = &f {
+                f(meta);
+            }
+        });
+    }
 
-/// The integer behind a `tokio::task::Id` (tokio exposes no accessor).
-#[cfg(tokio_unstable)]
-#[inline]
-fn task_id(id: tokio::task::Id) -> u64 {
-    slots::id_integer(&id)
+    /// The integer behind a `tokio::task::Id` (tokio exposes no accessor).
+    #[inline]
+    fn task_id(id: tokio::task::Id) -> u64 {
+        slots::id_integer(&id)
+    }
 }
 
 /// What the poll hooks record under each setting, read straight from the state they write.

@@ -2,6 +2,9 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 mod agent;
 mod allow_blocking;
 mod attach;

@@ -361,17 +361,18 @@ impl Reader<'_> {
         self.shared.map(f).unwrap_or_default()
     }
 
-    /// A console counter; no series while the console is not running.
-    #[cfg(all(feature = "console", tokio_unstable))]
-    fn console(
-        &self,
-        f: impl FnOnce(&crate::export::console::ConsoleState) -> Vec<Sample>,
-    ) -> Vec<Sample> {
-        self.shared
-            .and_then(Shared::hooked)
-            .and_then(|h| h.console.as_deref())
-            .map(f)
-            .unwrap_or_default()
+    cfg_console! {
+        /// A console counter; no series while the console is not running.
+        fn console(
+            &self,
+            f: impl FnOnce(&crate::export::console::ConsoleState) -> Vec<Sample>,
+        ) -> Vec<Sample> {
+            self.shared
+                .and_then(Shared::hooked)
+                .and_then(|h| h.console.as_deref())
+                .map(f)
+                .unwrap_or_default()
+        }
     }
 }
 

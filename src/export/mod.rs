@@ -8,8 +8,9 @@
 
 #[cfg(feature = "prometheus")]
 pub(crate) mod collector;
-#[cfg(all(feature = "console", tokio_unstable))]
-pub(crate) mod console;
+cfg_console! {
+    pub(crate) mod console;
+}
 #[cfg(feature = "flamegraph")]
 pub(crate) mod flamegraph;
 pub(crate) mod folded;
