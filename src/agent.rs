@@ -271,8 +271,8 @@ impl Builder {
         let shared = Arc::new(Shared::new(config, mode));
         hooks::install(builder, &shared, self.user_hooks);
         let runtime = builder.build().map_err(Error::Runtime)?;
-        if mode == Mode::Attach {
-            crate::attach::runtime_built(&shared, runtime.handle());
+        if let Some(threads) = shared.threads() {
+            crate::attach::runtime_built(threads, &shared.clock, runtime.handle());
         }
         let agent = Agent::start(shared, runtime.handle().clone())?;
         Ok((runtime, agent))
@@ -312,7 +312,9 @@ impl Builder {
             return Ok(Agent::disabled());
         }
         let shared = Arc::new(Shared::new(config, Mode::Attach));
-        crate::attach::attached(&shared, handle);
+        if let Some(threads) = shared.threads() {
+            crate::attach::attached(threads, &shared.clock, handle);
+        }
         Agent::start(shared, handle.clone())
     }
 
@@ -345,42 +347,44 @@ impl Builder {
     }
 }
 
-#[cfg(tokio_unstable)]
-impl Builder {
-    /// Your own `on_before_task_poll` hook (see [`Builder::on_thread_start`]).
-    pub fn on_before_task_poll(
-        mut self,
-        f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
-    ) -> Self {
-        self.user_hooks.before_poll = Some(Arc::new(f));
-        self
-    }
+// Your own task hooks: tokio has them only under `--cfg tokio_unstable`.
+cfg_hooked! {
+    impl Builder {
+        /// Your own `on_before_task_poll` hook (see [`Builder::on_thread_start`]).
+        pub fn on_before_task_poll(
+            mut self,
+            f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
+        ) -> Self {
+            self.user_hooks.before_poll = Some(Arc::new(f));
+            self
+        }
 
-    /// Your own `on_after_task_poll` hook (see [`Builder::on_thread_start`]).
-    pub fn on_after_task_poll(
-        mut self,
-        f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
-    ) -> Self {
-        self.user_hooks.after_poll = Some(Arc::new(f));
-        self
-    }
+        /// Your own `on_after_task_poll` hook (see [`Builder::on_thread_start`]).
+        pub fn on_after_task_poll(
+            mut self,
+            f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
+        ) -> Self {
+            self.user_hooks.after_poll = Some(Arc::new(f));
+            self
+        }
 
-    /// Your own `on_task_spawn` hook (see [`Builder::on_thread_start`]).
-    pub fn on_task_spawn(
-        mut self,
-        f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
-    ) -> Self {
-        self.user_hooks.task_spawn = Some(Arc::new(f));
-        self
-    }
+        /// Your own `on_task_spawn` hook (see [`Builder::on_thread_start`]).
+        pub fn on_task_spawn(
+            mut self,
+            f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
+        ) -> Self {
+            self.user_hooks.task_spawn = Some(Arc::new(f));
+            self
+        }
 
-    /// Your own `on_task_terminate` hook (see [`Builder::on_thread_start`]).
-    pub fn on_task_terminate(
-        mut self,
-        f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
-    ) -> Self {
-        self.user_hooks.task_terminate = Some(Arc::new(f));
-        self
+        /// Your own `on_task_terminate` hook (see [`Builder::on_thread_start`]).
+        pub fn on_task_terminate(
+            mut self,
+            f: impl Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync + 'static,
+        ) -> Self {
+            self.user_hooks.task_terminate = Some(Arc::new(f));
+            self
+        }
     }
 }
 
@@ -394,11 +398,11 @@ pub struct Agent {
     /// For the exporters; kept here, not in `Shared`, which the runtime's hooks own.
     handle: Option<tokio::runtime::Handle>,
     #[cfg(feature = "http")]
-    server: Option<crate::server::Server>,
+    server: Option<crate::export::server::Server>,
     #[cfg(feature = "opentelemetry")]
-    otlp: Option<crate::otlp::Pusher>,
+    otlp: Option<crate::export::otlp::Pusher>,
     #[cfg(all(feature = "console", tokio_unstable))]
-    console: Option<crate::console::Console>,
+    console: Option<crate::export::console::Console>,
     /// What the callbacks registered on an app's OpenTelemetry meters read through a `Weak`:
     /// dropped with the agent, which ends them.
     #[cfg(feature = "opentelemetry-sdk")]
@@ -444,7 +448,7 @@ impl Agent {
         // Bound first: a port in use fails start-up before any thread runs.
         #[cfg(feature = "http")]
         let server = match shared.config.http_addr {
-            Some(addr) => Some(crate::server::Server::start(
+            Some(addr) => Some(crate::export::server::Server::start(
                 addr,
                 shared.config.http_bearer_token.clone(),
                 crate::sampler::Source {
@@ -472,14 +476,21 @@ impl Agent {
         }
         #[cfg(all(feature = "console", tokio_unstable))]
         let console = match shared.config.console_addr {
-            Some(addr) => Some(crate::console::Console::start(addr, shared.clone())?),
+            Some(addr) => Some(crate::export::console::Console::start(
+                addr,
+                &shared.config,
+                shared.clock.clone(),
+                shared
+                    .hooked()
+                    .and_then(|h| Some((h.slots.clone(), h.console.clone()?))),
+            )?),
             None => None,
         };
         let watchdog = Watchdog::start(shared.clone(), handle.clone())?;
         // Last: if it cannot start, the threads above stop as this function returns.
         #[cfg(feature = "opentelemetry")]
         let otlp = match &shared.config.otlp_endpoint {
-            Some(endpoint) => Some(crate::otlp::Pusher::start(
+            Some(endpoint) => Some(crate::export::otlp::Pusher::start(
                 endpoint,
                 crate::sampler::Source {
                     shared: Some(shared.clone()),
@@ -509,7 +520,9 @@ impl Agent {
     pub fn console_addr(&self) -> Option<SocketAddr> {
         #[cfg(all(feature = "console", tokio_unstable))]
         {
-            self.console.as_ref().map(crate::console::Console::addr)
+            self.console
+                .as_ref()
+                .map(crate::export::console::Console::addr)
         }
         #[cfg(not(all(feature = "console", tokio_unstable)))]
         {
@@ -522,7 +535,9 @@ impl Agent {
     pub fn http_addr(&self) -> Option<SocketAddr> {
         #[cfg(feature = "http")]
         {
-            self.server.as_ref().map(crate::server::Server::addr)
+            self.server
+                .as_ref()
+                .map(crate::export::server::Server::addr)
         }
         #[cfg(not(feature = "http"))]
         {
@@ -534,7 +549,7 @@ impl Agent {
     pub fn mode(&self) -> Mode {
         self.shared
             .as_ref()
-            .map(|s| s.mode)
+            .map(|s| s.mode())
             .unwrap_or(Mode::Disabled)
     }
 
@@ -607,7 +622,7 @@ fn check_console(shared: &Shared) -> Result<(), Error> {
             "pollwatch was built without its `console` feature: enable it (features = [\"console\"]), or unset console_addr / POLLWATCH_CONSOLE_ADDR",
         ));
     }
-    if shared.mode != Mode::Hooked {
+    if shared.mode() != Mode::Hooked {
         return Err(Error::invalid(
             "console_addr",
             addr,

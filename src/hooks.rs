@@ -6,14 +6,19 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use crate::attach::Threads;
 use crate::slots;
-use crate::state::{Mode, Shared};
+cfg_hooked! {
+    use crate::state::HookedState;
+}
+use crate::state::{ModeState, Shared};
 
 /// A user closure for a thread hook.
 pub(crate) type ThreadHook = Arc<dyn Fn() + Send + Sync>;
-/// A user closure for a task hook.
-#[cfg(tokio_unstable)]
-pub(crate) type TaskHook = Arc<dyn Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync>;
+cfg_hooked! {
+    /// A user closure for a task hook.
+    pub(crate) type TaskHook = Arc<dyn Fn(&tokio::runtime::TaskMeta<'_>) + Send + Sync>;
+}
 
 /// The user's own hooks, still called after pollwatch's.
 #[derive(Clone, Default)]
@@ -96,166 +101,194 @@ pub(crate) fn install(
     // Thread hooks exist on stable tokio too: they tell the agent which threads are the
     // runtime's, before those threads poll anything. In attach mode (stable tokio) they
     // also say which threads are workers and whether each is parked right now.
-    let attach = shared.mode == Mode::Attach;
-    let s = shared.clone();
-    let start = user.thread_start.clone();
-    builder.on_thread_start(move || {
-        if attach {
-            s.threads.register_current();
-        } else {
-            slots::prepare_current_thread();
+    match &shared.mode {
+        ModeState::Attach(threads) => install_attach(builder, threads, &shared.clock, user),
+        ModeState::Hooked(hooked) => {
+            let h = hooked.clone();
+            let start = user.thread_start.clone();
+            builder.on_thread_start(move || {
+                slots::prepare_current_thread();
+                if let Some(f) = &start {
+                    f();
+                }
+            });
+            let stop = user.thread_stop.clone();
+            builder.on_thread_stop(move || {
+                h.slots.release_current();
+                if let Some(f) = &stop {
+                    f();
+                }
+            });
+            if let Some(f) = user.thread_park.clone() {
+                builder.on_thread_park(move || f());
+            }
+            if let Some(f) = user.thread_unpark.clone() {
+                builder.on_thread_unpark(move || f());
+            }
+            #[cfg(tokio_unstable)]
+            install_task_hooks(builder, hooked, shared, user);
         }
+    }
+}
+
+/// Attach mode's thread hooks (a runtime built through pollwatch on stable tokio).
+fn install_attach(
+    builder: &mut tokio::runtime::Builder,
+    threads: &Arc<Threads>,
+    clock: &quanta::Clock,
+    user: UserHooks,
+) {
+    let (t, start) = (threads.clone(), user.thread_start);
+    builder.on_thread_start(move || {
+        t.register_current();
         if let Some(f) = &start {
             f();
         }
     });
-    let s = shared.clone();
-    let stop = user.thread_stop.clone();
+    let (t, stop) = (threads.clone(), user.thread_stop);
     builder.on_thread_stop(move || {
-        if attach {
-            s.threads.unregister_current();
-        } else {
-            s.slots.release_current();
-        }
+        t.unregister_current();
         if let Some(f) = &stop {
             f();
         }
     });
-    if attach {
-        shared.threads.hooks_installed.store(true, Relaxed);
-        let (s, park) = (shared.clone(), user.thread_park.clone());
-        builder.on_thread_park(move || {
-            s.threads.note_park(true, s.clock.raw());
-            if let Some(f) = &park {
-                f();
+    threads.hooks_installed.store(true, Relaxed);
+    let (t, c, park) = (threads.clone(), clock.clone(), user.thread_park);
+    builder.on_thread_park(move || {
+        t.note_park(true, c.raw());
+        if let Some(f) = &park {
+            f();
+        }
+    });
+    let (t, c, unpark) = (threads.clone(), clock.clone(), user.thread_unpark);
+    builder.on_thread_unpark(move || {
+        t.note_park(false, c.raw());
+        if let Some(f) = &unpark {
+            f();
+        }
+    });
+}
+
+cfg_hooked! {
+    /// The task hooks: the hot path. Each closure holds the hooked state (which keeps the slot
+    /// table leased) and a copy of the table's pointer and of the clock, nothing more.
+    fn install_task_hooks(
+        builder: &mut tokio::runtime::Builder,
+        hooked: &Arc<HookedState>,
+        shared: &Shared,
+        user: UserHooks,
+    ) {
+        let slots = hooked.slots.table();
+        let clock = &shared.clock;
+        let (h, c) = (hooked.clone(), clock.clone());
+        let f = user.before_poll;
+        // Both settings are fixed for the runtime's life: the branches below always go the same
+        // way, and with both off the hooks do stall detection alone (no hash, no clock).
+        let every = shared.config.poll_time_sample_every;
+        let callsite_stats = shared.config.callsite_stats;
+        builder.on_before_task_poll(move |meta| {
+            if let Some(slot) = slots.current() {
+                // Before `begin_poll`: whoever sees this poll's odd generation sees its start.
+                #[cfg(all(feature = "console", tokio_unstable))]
+                if let Some(console) = &h.console {
+                    console.feed.poll_started(slot.index(), c.raw());
+                }
+                let spawned_at = meta.spawned_at();
+                let callsite = if callsite_stats {
+                    h.callsites.index_of(spawned_at)
+                } else {
+                    slots::NO_CALLSITE
+                };
+                let start = if every != 0 && slot.timing_turn(every) {
+                    c.raw().max(1)
+                } else {
+                    0
+                };
+                slot.begin_poll(task_id(meta.id()), spawned_at, callsite, start);
+            }
+            if let Some(f) = &f {
+                f(meta);
             }
         });
-        let (s, unpark) = (shared.clone(), user.thread_unpark.clone());
-        builder.on_thread_unpark(move || {
-            s.threads.note_park(false, s.clock.raw());
-            if let Some(f) = &unpark {
-                f();
+        let c = clock.clone();
+        #[cfg(feature = "console")]
+        let h = hooked.clone();
+        let f = user.after_poll;
+        builder.on_after_task_poll(move |meta| {
+            if let Some(slot) = slots.current() {
+                if slot.needs_end_time() {
+                    let now = c.raw();
+                    let start = slot.poll_start();
+                    let elapsed = (start != 0 && now >= start).then(|| c.delta_as_nanos(start, now));
+                    slot.end_poll(now, elapsed, u64::from(every));
+                } else {
+                    slot.end_poll(0, None, 1);
+                }
+                #[cfg(all(feature = "console", tokio_unstable))]
+                if let Some(console) = &h.console {
+                    console
+                        .feed
+                        .poll_ended(slot.index(), task_id(meta.id()), c.raw());
+                }
+            }
+            if let Some(f) = &f {
+                f(meta);
             }
         });
-    } else {
-        if let Some(f) = user.thread_park.clone() {
-            builder.on_thread_park(move || f());
-        }
-        if let Some(f) = user.thread_unpark.clone() {
-            builder.on_thread_unpark(move || f());
-        }
+        let h = hooked.clone();
+        #[cfg(feature = "console")]
+        let c = clock.clone();
+        let f = user.task_spawn;
+        builder.on_task_spawn(move |meta| {
+            if callsite_stats {
+                h.callsites
+                    .task_spawned(h.callsites.index_of(meta.spawned_at()));
+            }
+            #[cfg(all(feature = "console", tokio_unstable))]
+            if let Some(console) = &h.console {
+                let event = crate::export::console::events::Event::Spawn {
+                    id: task_id(meta.id()),
+                    at: c.raw(),
+                    location: meta.spawned_at(),
+                };
+                console
+                    .feed
+                    .push(slots.current_if_claimed().map(|sl| sl.index()), event);
+            }
+            if let Some(f) = &f {
+                f(meta);
+            }
+        });
+        let h = hooked.clone();
+        #[cfg(feature = "console")]
+        let c = clock.clone();
+        let f = user.task_terminate;
+        builder.on_task_terminate(move |meta| {
+            if callsite_stats {
+                h.callsites
+                    .task_terminated(h.callsites.index_of(meta.spawned_at()));
+            }
+            #[cfg(all(feature = "console", tokio_unstable))]
+            if let Some(console) = &h.console {
+                let event = crate::export::console::events::Event::Terminate {
+                    id: task_id(meta.id()),
+                    at: c.raw(),
+                };
+                console
+                    .feed
+                    .push(slots.current_if_claimed().map(|sl| sl.index()), event);
+            }
+            if let Some(f) = &f {
+                f(meta);
+            }
+        });
     }
-    #[cfg(tokio_unstable)]
-    install_task_hooks(builder, shared, user);
-}
 
-#[cfg(tokio_unstable)]
-fn install_task_hooks(
-    builder: &mut tokio::runtime::Builder,
-    shared: &Arc<Shared>,
-    user: UserHooks,
-) {
-    let s = shared.clone();
-    let f = user.before_poll;
-    // Both settings are fixed for the runtime's life: the branches below always go the same
-    // way, and with both off the hooks do stall detection alone (no hash, no clock).
-    let every = shared.config.poll_time_sample_every;
-    let callsite_stats = shared.config.callsite_stats;
-    builder.on_before_task_poll(move |meta| {
-        if let Some(slot) = s.slots.current() {
-            // Before `begin_poll`: whoever sees this poll's odd generation sees its start.
-            #[cfg(all(feature = "console", tokio_unstable))]
-            if let Some(c) = &s.console {
-                c.feed.poll_started(slot.index(), s.clock.raw());
-            }
-            let spawned_at = meta.spawned_at();
-            let callsite = if callsite_stats {
-                s.callsites.index_of(spawned_at)
-            } else {
-                slots::NO_CALLSITE
-            };
-            let start = if every != 0 && slot.timing_turn(every) {
-                s.clock.raw().max(1)
-            } else {
-                0
-            };
-            slot.begin_poll(task_id(meta.id()), spawned_at, callsite, start);
-        }
-        if let Some(f) = &f {
-            f(meta);
-        }
-    });
-    let s = shared.clone();
-    let f = user.after_poll;
-    builder.on_after_task_poll(move |meta| {
-        if let Some(slot) = s.slots.current() {
-            if slot.needs_end_time() {
-                let now = s.clock.raw();
-                let start = slot.poll_start();
-                let elapsed =
-                    (start != 0 && now >= start).then(|| s.clock.delta_as_nanos(start, now));
-                slot.end_poll(now, elapsed, u64::from(every));
-            } else {
-                slot.end_poll(0, None, 1);
-            }
-            #[cfg(all(feature = "console", tokio_unstable))]
-            if let Some(c) = &s.console {
-                c.feed
-                    .poll_ended(slot.index(), task_id(meta.id()), s.clock.raw());
-            }
-        }
-        if let Some(f) = &f {
-            f(meta);
-        }
-    });
-    let s = shared.clone();
-    let f = user.task_spawn;
-    builder.on_task_spawn(move |meta| {
-        if callsite_stats {
-            s.callsites
-                .task_spawned(s.callsites.index_of(meta.spawned_at()));
-        }
-        #[cfg(all(feature = "console", tokio_unstable))]
-        if let Some(c) = &s.console {
-            let event = crate::console::events::Event::Spawn {
-                id: task_id(meta.id()),
-                at: s.clock.raw(),
-                location: meta.spawned_at(),
-            };
-            c.feed
-                .push(s.slots.current_if_claimed().map(|sl| sl.index()), event);
-        }
-        if let Some(f) = &f {
-            f(meta);
-        }
-    });
-    let s = shared.clone();
-    let f = user.task_terminate;
-    builder.on_task_terminate(move |meta| {
-        if callsite_stats {
-            s.callsites
-                .task_terminated(s.callsites.index_of(meta.spawned_at()));
-        }
-        #[cfg(all(feature = "console", tokio_unstable))]
-        if let Some(c) = &s.console {
-            let event = crate::console::events::Event::Terminate {
-                id: task_id(meta.id()),
-                at: s.clock.raw(),
-            };
-            c.feed
-                .push(s.slots.current_if_claimed().map(|sl| sl.index()), event);
-        }
-        if let Some(f) = &f {
-            f(meta);
-        }
-    });
-}
-
-/// The integer behind a `tokio::task::Id` (tokio exposes no accessor).
-#[cfg(tokio_unstable)]
-#[inline]
-fn task_id(id: tokio::task::Id) -> u64 {
-    slots::id_integer(&id)
+    /// The integer behind a `tokio::task::Id` (tokio exposes no accessor).
+    #[inline]
+    fn task_id(id: tokio::task::Id) -> u64 {
+        slots::id_integer(&id)
+    }
 }
 
 /// What the poll hooks record under each setting, read straight from the state they write.
@@ -263,6 +296,7 @@ fn task_id(id: tokio::task::Id) -> u64 {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::state::Mode;
     use crate::stats::histogram::HistogramSnapshot;
 
     /// What the hooks left behind after 100 tasks × 10 polls on two workers.
@@ -299,8 +333,9 @@ mod tests {
         drop(runtime);
         let mut histogram = HistogramSnapshot::default();
         let (mut callsite_polls, mut slot_generations, mut spawn_location_seen) = (0, 0, false);
-        let used: Vec<u32> = shared.callsites.used_indices().collect();
-        for (_, slot) in shared.slots.iter() {
+        let hooked = shared.hooked().expect("hooked mode");
+        let used: Vec<u32> = hooked.callsites.used_indices().collect();
+        for (_, slot) in hooked.slots.iter() {
             slot.poll_time.add_to(&mut histogram);
             callsite_polls += used.iter().map(|&i| slot.callsite_totals(i).0).sum::<u64>();
             if let Some(view) = slot.view() {
@@ -316,7 +351,7 @@ mod tests {
             callsite_polls,
             spawned: used
                 .iter()
-                .map(|&i| shared.callsites.task_counts(i).0)
+                .map(|&i| hooked.callsites.task_counts(i).0)
                 .sum(),
             slot_generations,
             spawn_location_seen,

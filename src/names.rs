@@ -81,9 +81,76 @@ impl Availability {
     }
 }
 
+/// Which metric a [`MetricDef`] is: one variant per definition, so code that reads a
+/// metric (the sampler) matches on it exhaustively and a new metric without a reader does
+/// not compile. Crate-private: it names nothing users need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MetricId {
+    /// [`WORKERS`].
+    Workers,
+    /// [`TASKS_ALIVE`].
+    TasksAlive,
+    /// [`GLOBAL_QUEUE_DEPTH`].
+    GlobalQueueDepth,
+    /// [`WORKER_BUSY_TIME`].
+    WorkerBusyTime,
+    /// [`WORKER_PARKS`].
+    WorkerParks,
+    /// [`TASK_SPAWNED`].
+    TaskSpawned,
+    /// [`WORKER_POLLS`].
+    WorkerPolls,
+    /// [`WORKER_LOCAL_QUEUE_DEPTH`].
+    WorkerLocalQueueDepth,
+    /// [`BLOCKING_THREADS`].
+    BlockingThreads,
+    /// [`BLOCKING_QUEUE_DEPTH`].
+    BlockingQueueDepth,
+    /// [`TASK_BUDGET_FORCED_YIELDS`].
+    TaskBudgetForcedYields,
+    /// [`TASK_POLL_DURATION`].
+    TaskPollDuration,
+    /// [`PROBE_SCHEDULE_DURATION`].
+    ProbeScheduleDuration,
+    /// [`STALLS`].
+    Stalls,
+    /// [`STALL_DURATION`].
+    StallDuration,
+    /// [`WORKER_STALLED`].
+    WorkerStalled,
+    /// [`CALLSITE_POLLS`].
+    CallsitePolls,
+    /// [`CALLSITE_POLL_TIME`].
+    CallsitePollTime,
+    /// [`CALLSITE_TASKS_ALIVE`].
+    CallsiteTasksAlive,
+    /// [`CALLSITE_TASKS_SPAWNED`].
+    CallsiteTasksSpawned,
+    /// [`INFO`].
+    Info,
+    /// [`WATCHDOG_LATE`].
+    WatchdogLate,
+    /// [`STACK_CAPTURES`].
+    StackCaptures,
+    /// [`STALL_REPORTS_DROPPED`].
+    StallReportsDropped,
+    /// [`OTLP_EXPORTS`].
+    OtlpExports,
+    /// [`CONSOLE_EVENTS_DROPPED`].
+    ConsoleEventsDropped,
+    /// [`CONSOLE_TASKS`].
+    ConsoleTasks,
+    /// [`CONSOLE_SPAWNS`].
+    ConsoleSpawns,
+    /// [`CONSOLE_TASKS_EVICTED`].
+    ConsoleTasksEvicted,
+}
+
 /// One exported metric: everything an exporter needs to name, type and describe it.
 #[derive(Debug)]
 pub struct MetricDef {
+    /// Which one it is, for exhaustive matching inside pollwatch.
+    pub(crate) id: MetricId,
     /// The Prometheus family name. Counters include `_total`; histograms are the base of
     /// `_bucket`, `_sum` and `_count`.
     pub prometheus: &'static str,
@@ -163,6 +230,7 @@ const CALLSITE: &[&str] = &["code_file_path", "code_line_number"];
 
 /// `tokio_workers`.
 pub static WORKERS: MetricDef = MetricDef {
+    id: MetricId::Workers,
     prometheus: "tokio_workers",
     otel: "tokio.worker.count",
     kind: MetricType::Gauge,
@@ -175,6 +243,7 @@ pub static WORKERS: MetricDef = MetricDef {
 
 /// `tokio_tasks_alive`.
 pub static TASKS_ALIVE: MetricDef = MetricDef {
+    id: MetricId::TasksAlive,
     prometheus: "tokio_tasks_alive",
     otel: "tokio.task.alive.count",
     kind: MetricType::Gauge,
@@ -186,6 +255,7 @@ pub static TASKS_ALIVE: MetricDef = MetricDef {
 
 /// `tokio_global_queue_depth`.
 pub static GLOBAL_QUEUE_DEPTH: MetricDef = MetricDef {
+    id: MetricId::GlobalQueueDepth,
     prometheus: "tokio_global_queue_depth",
     otel: "tokio.global_queue.depth",
     kind: MetricType::Gauge,
@@ -197,6 +267,7 @@ pub static GLOBAL_QUEUE_DEPTH: MetricDef = MetricDef {
 
 /// `tokio_worker_busy_time_seconds_total`.
 pub static WORKER_BUSY_TIME: MetricDef = MetricDef {
+    id: MetricId::WorkerBusyTime,
     prometheus: "tokio_worker_busy_time_seconds_total",
     otel: "tokio.worker.busy.time",
     kind: MetricType::Counter,
@@ -208,6 +279,7 @@ pub static WORKER_BUSY_TIME: MetricDef = MetricDef {
 
 /// `tokio_worker_parks_total`.
 pub static WORKER_PARKS: MetricDef = MetricDef {
+    id: MetricId::WorkerParks,
     prometheus: "tokio_worker_parks_total",
     otel: "tokio.worker.parks",
     kind: MetricType::Counter,
@@ -219,6 +291,7 @@ pub static WORKER_PARKS: MetricDef = MetricDef {
 
 /// `tokio_task_spawned_total`.
 pub static TASK_SPAWNED: MetricDef = MetricDef {
+    id: MetricId::TaskSpawned,
     prometheus: "tokio_task_spawned_total",
     otel: "tokio.task.spawned",
     kind: MetricType::Counter,
@@ -230,6 +303,7 @@ pub static TASK_SPAWNED: MetricDef = MetricDef {
 
 /// `tokio_worker_polls_total`.
 pub static WORKER_POLLS: MetricDef = MetricDef {
+    id: MetricId::WorkerPolls,
     prometheus: "tokio_worker_polls_total",
     otel: "tokio.worker.polls",
     kind: MetricType::Counter,
@@ -241,6 +315,7 @@ pub static WORKER_POLLS: MetricDef = MetricDef {
 
 /// `tokio_worker_local_queue_depth`.
 pub static WORKER_LOCAL_QUEUE_DEPTH: MetricDef = MetricDef {
+    id: MetricId::WorkerLocalQueueDepth,
     prometheus: "tokio_worker_local_queue_depth",
     otel: "tokio.worker.local_queue.depth",
     kind: MetricType::Gauge,
@@ -252,6 +327,7 @@ pub static WORKER_LOCAL_QUEUE_DEPTH: MetricDef = MetricDef {
 
 /// `tokio_blocking_threads`.
 pub static BLOCKING_THREADS: MetricDef = MetricDef {
+    id: MetricId::BlockingThreads,
     prometheus: "tokio_blocking_threads",
     otel: "tokio.blocking.thread.count",
     kind: MetricType::Gauge,
@@ -263,6 +339,7 @@ pub static BLOCKING_THREADS: MetricDef = MetricDef {
 
 /// `tokio_blocking_queue_depth`.
 pub static BLOCKING_QUEUE_DEPTH: MetricDef = MetricDef {
+    id: MetricId::BlockingQueueDepth,
     prometheus: "tokio_blocking_queue_depth",
     otel: "tokio.blocking_queue.depth",
     kind: MetricType::Gauge,
@@ -274,6 +351,7 @@ pub static BLOCKING_QUEUE_DEPTH: MetricDef = MetricDef {
 
 /// `tokio_task_budget_forced_yields_total`.
 pub static TASK_BUDGET_FORCED_YIELDS: MetricDef = MetricDef {
+    id: MetricId::TaskBudgetForcedYields,
     prometheus: "tokio_task_budget_forced_yields_total",
     otel: "tokio.task.budget_forced_yields",
     kind: MetricType::Counter,
@@ -285,6 +363,7 @@ pub static TASK_BUDGET_FORCED_YIELDS: MetricDef = MetricDef {
 
 /// `tokio_task_poll_duration_seconds`.
 pub static TASK_POLL_DURATION: MetricDef = MetricDef {
+    id: MetricId::TaskPollDuration,
     prometheus: "tokio_task_poll_duration_seconds",
     otel: "tokio.task.poll.duration",
     kind: MetricType::Histogram,
@@ -296,6 +375,7 @@ pub static TASK_POLL_DURATION: MetricDef = MetricDef {
 
 /// `tokio_probe_schedule_duration_seconds`.
 pub static PROBE_SCHEDULE_DURATION: MetricDef = MetricDef {
+    id: MetricId::ProbeScheduleDuration,
     prometheus: "tokio_probe_schedule_duration_seconds",
     otel: "tokio.probe.schedule.duration",
     kind: MetricType::Histogram,
@@ -307,6 +387,7 @@ pub static PROBE_SCHEDULE_DURATION: MetricDef = MetricDef {
 
 /// `tokio_stalls_total`.
 pub static STALLS: MetricDef = MetricDef {
+    id: MetricId::Stalls,
     prometheus: "tokio_stalls_total",
     otel: "tokio.stalls",
     kind: MetricType::Counter,
@@ -318,6 +399,7 @@ pub static STALLS: MetricDef = MetricDef {
 
 /// `tokio_stall_duration_seconds`.
 pub static STALL_DURATION: MetricDef = MetricDef {
+    id: MetricId::StallDuration,
     prometheus: "tokio_stall_duration_seconds",
     otel: "tokio.stall.duration",
     kind: MetricType::Histogram,
@@ -329,6 +411,7 @@ pub static STALL_DURATION: MetricDef = MetricDef {
 
 /// `tokio_worker_stalled`.
 pub static WORKER_STALLED: MetricDef = MetricDef {
+    id: MetricId::WorkerStalled,
     prometheus: "tokio_worker_stalled",
     otel: "tokio.worker.stalled",
     kind: MetricType::Gauge,
@@ -340,6 +423,7 @@ pub static WORKER_STALLED: MetricDef = MetricDef {
 
 /// `tokio_callsite_polls_total`.
 pub static CALLSITE_POLLS: MetricDef = MetricDef {
+    id: MetricId::CallsitePolls,
     prometheus: "tokio_callsite_polls_total",
     otel: "tokio.callsite.polls",
     kind: MetricType::Counter,
@@ -351,6 +435,7 @@ pub static CALLSITE_POLLS: MetricDef = MetricDef {
 
 /// `tokio_callsite_poll_time_seconds_total`.
 pub static CALLSITE_POLL_TIME: MetricDef = MetricDef {
+    id: MetricId::CallsitePollTime,
     prometheus: "tokio_callsite_poll_time_seconds_total",
     otel: "tokio.callsite.poll_time",
     kind: MetricType::Counter,
@@ -362,6 +447,7 @@ pub static CALLSITE_POLL_TIME: MetricDef = MetricDef {
 
 /// `tokio_callsite_tasks_alive`.
 pub static CALLSITE_TASKS_ALIVE: MetricDef = MetricDef {
+    id: MetricId::CallsiteTasksAlive,
     prometheus: "tokio_callsite_tasks_alive",
     otel: "tokio.callsite.tasks_alive",
     kind: MetricType::Gauge,
@@ -373,6 +459,7 @@ pub static CALLSITE_TASKS_ALIVE: MetricDef = MetricDef {
 
 /// `tokio_callsite_tasks_spawned_total`.
 pub static CALLSITE_TASKS_SPAWNED: MetricDef = MetricDef {
+    id: MetricId::CallsiteTasksSpawned,
     prometheus: "tokio_callsite_tasks_spawned_total",
     otel: "tokio.callsite.tasks_spawned",
     kind: MetricType::Counter,
@@ -384,6 +471,7 @@ pub static CALLSITE_TASKS_SPAWNED: MetricDef = MetricDef {
 
 /// `pollwatch_info`.
 pub static INFO: MetricDef = MetricDef {
+    id: MetricId::Info,
     prometheus: "pollwatch_info",
     otel: "pollwatch.info",
     kind: MetricType::Gauge,
@@ -395,6 +483,7 @@ pub static INFO: MetricDef = MetricDef {
 
 /// `pollwatch_watchdog_late_total`.
 pub static WATCHDOG_LATE: MetricDef = MetricDef {
+    id: MetricId::WatchdogLate,
     prometheus: "pollwatch_watchdog_late_total",
     otel: "pollwatch.watchdog.late",
     kind: MetricType::Counter,
@@ -406,6 +495,7 @@ pub static WATCHDOG_LATE: MetricDef = MetricDef {
 
 /// `pollwatch_stack_captures_total`.
 pub static STACK_CAPTURES: MetricDef = MetricDef {
+    id: MetricId::StackCaptures,
     prometheus: "pollwatch_stack_captures_total",
     otel: "pollwatch.stack.captures",
     kind: MetricType::Counter,
@@ -417,6 +507,7 @@ pub static STACK_CAPTURES: MetricDef = MetricDef {
 
 /// `pollwatch_stall_reports_dropped_total`.
 pub static STALL_REPORTS_DROPPED: MetricDef = MetricDef {
+    id: MetricId::StallReportsDropped,
     prometheus: "pollwatch_stall_reports_dropped_total",
     otel: "pollwatch.stall_reports.dropped",
     kind: MetricType::Counter,
@@ -428,6 +519,7 @@ pub static STALL_REPORTS_DROPPED: MetricDef = MetricDef {
 
 /// `pollwatch_otlp_exports_total`.
 pub static OTLP_EXPORTS: MetricDef = MetricDef {
+    id: MetricId::OtlpExports,
     prometheus: "pollwatch_otlp_exports_total",
     otel: "pollwatch.otlp.exports",
     kind: MetricType::Counter,
@@ -439,6 +531,7 @@ pub static OTLP_EXPORTS: MetricDef = MetricDef {
 
 /// `pollwatch_console_events_dropped_total`.
 pub static CONSOLE_EVENTS_DROPPED: MetricDef = MetricDef {
+    id: MetricId::ConsoleEventsDropped,
     prometheus: "pollwatch_console_events_dropped_total",
     otel: "pollwatch.console.events.dropped",
     kind: MetricType::Counter,
@@ -450,6 +543,7 @@ pub static CONSOLE_EVENTS_DROPPED: MetricDef = MetricDef {
 
 /// `pollwatch_console_tasks`.
 pub static CONSOLE_TASKS: MetricDef = MetricDef {
+    id: MetricId::ConsoleTasks,
     prometheus: "pollwatch_console_tasks",
     otel: "pollwatch.console.tasks",
     kind: MetricType::Gauge,
@@ -461,6 +555,7 @@ pub static CONSOLE_TASKS: MetricDef = MetricDef {
 
 /// `pollwatch_console_spawns_total`.
 pub static CONSOLE_SPAWNS: MetricDef = MetricDef {
+    id: MetricId::ConsoleSpawns,
     prometheus: "pollwatch_console_spawns_total",
     otel: "pollwatch.console.spawns",
     kind: MetricType::Counter,
@@ -472,6 +567,7 @@ pub static CONSOLE_SPAWNS: MetricDef = MetricDef {
 
 /// `pollwatch_console_tasks_evicted_total`.
 pub static CONSOLE_TASKS_EVICTED: MetricDef = MetricDef {
+    id: MetricId::ConsoleTasksEvicted,
     prometheus: "pollwatch_console_tasks_evicted_total",
     otel: "pollwatch.console.tasks.evicted",
     kind: MetricType::Counter,
@@ -602,6 +698,14 @@ mod tests {
         ("tokio.task.alive.count", "tokio_tasks_alive"),
         ("tokio.blocking.thread.count", "tokio_blocking_threads"),
     ];
+
+    #[test]
+    fn every_metric_has_its_own_id() {
+        let ids: Vec<MetricId> = METRICS.iter().map(|d| d.id).collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert!(!ids[..i].contains(id), "{id:?} names two definitions");
+        }
+    }
 
     #[test]
     fn prometheus_names_are_what_the_otel_bridge_would_make() {

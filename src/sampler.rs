@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::runtime::{Handle, RuntimeMetrics};
 
 use crate::names::{self, MetricDef};
-use crate::state::{Mode, Shared};
+use crate::state::{HookedState, Mode, Shared};
 use crate::stats::histogram::HistogramSnapshot;
 
 /// One sample's value.
@@ -80,7 +80,7 @@ impl Source {
     pub(crate) fn mode(&self) -> Mode {
         self.shared
             .as_ref()
-            .map(|s| s.mode)
+            .map(|s| s.mode())
             .unwrap_or(Mode::Disabled)
     }
 
@@ -113,7 +113,7 @@ impl Source {
             .filter(|def| self.exports(def))
             .map(|def| Family {
                 def,
-                samples: reader.samples(def).unwrap_or_default(),
+                samples: reader.samples(def),
             })
             .collect();
         Collection {
@@ -125,17 +125,12 @@ impl Source {
 
 /// Whether the agent's settings let the hooks record `def` at all.
 fn records(config: &crate::config::Config, def: &'static MetricDef) -> bool {
-    use names::*;
-    let is = |d: &'static MetricDef| std::ptr::eq(def, d);
-    let timed = is(&TASK_POLL_DURATION) || is(&CALLSITE_POLL_TIME);
-    let per_callsite = [
-        &CALLSITE_POLLS,
-        &CALLSITE_POLL_TIME,
-        &CALLSITE_TASKS_ALIVE,
-        &CALLSITE_TASKS_SPAWNED,
-    ]
-    .into_iter()
-    .any(is);
+    use names::MetricId::*;
+    let timed = matches!(def.id, TaskPollDuration | CallsitePollTime);
+    let per_callsite = matches!(
+        def.id,
+        CallsitePolls | CallsitePollTime | CallsiteTasksAlive | CallsiteTasksSpawned
+    );
     !(timed && config.poll_time_sample_every == 0 || per_callsite && !config.callsite_stats)
 }
 
@@ -164,8 +159,8 @@ impl CallsiteTotals {
 /// `(code_file_path, code_line_number)` label values and totals, merged by file and line
 /// (locations differing only in the column share one series), sorted, `other` last.
 /// At most `max_callsites + 1` rows.
-pub(crate) fn callsite_rows(shared: &Shared) -> Vec<((Label, Label), CallsiteTotals)> {
-    let table = &shared.callsites;
+pub(crate) fn callsite_rows(hooked: &HookedState) -> Vec<((Label, Label), CallsiteTotals)> {
+    let table = &hooked.callsites;
     let mut merged: BTreeMap<(&'static str, u32), CallsiteTotals> = BTreeMap::new();
     let mut other = CallsiteTotals::default();
     for index in table.used_indices() {
@@ -175,7 +170,7 @@ pub(crate) fn callsite_rows(shared: &Shared) -> Vec<((Label, Label), CallsiteTot
             alive: spawned.saturating_sub(terminated),
             ..CallsiteTotals::default()
         };
-        for (_, slot) in shared.slots.iter() {
+        for (_, slot) in hooked.slots.iter() {
             let (polls, ns) = slot.callsite_totals(index);
             t.polls += polls;
             t.poll_ns = t.poll_ns.wrapping_add(ns);
@@ -220,227 +215,170 @@ impl Reader<'_> {
     }
 
     fn callsites(&mut self, value: impl Fn(&CallsiteTotals) -> Value) -> Vec<Sample> {
-        let Some(shared) = self.shared else {
+        let Some(hooked) = self.shared.and_then(Shared::hooked) else {
             return Vec::new();
         };
-        let rows = self.callsites.get_or_insert_with(|| callsite_rows(shared));
+        let rows = self.callsites.get_or_insert_with(|| callsite_rows(hooked));
         rows.iter()
             .map(|((file, line), t)| Sample::new(vec![file.clone(), line.clone()], value(t)))
             .collect()
     }
 
-    /// The series of `def`; `None` for a metric this reader does not know (a test checks
-    /// that every entry of the table is known).
-    fn samples(&mut self, def: &'static MetricDef) -> Option<Vec<Sample>> {
-        use names::*;
-        let is = |d: &'static MetricDef| std::ptr::eq(def, d);
-        let int = |n: usize| Value::Int(n as u64);
-        if is(&WORKERS) {
-            return Some(self.runtime(|m| int(m.num_workers())));
-        }
-        if is(&TASKS_ALIVE) {
-            return Some(self.runtime(|m| int(m.num_alive_tasks())));
-        }
-        if is(&GLOBAL_QUEUE_DEPTH) {
-            return Some(self.runtime(|m| int(m.global_queue_depth())));
-        }
-        if is(&WORKER_BUSY_TIME) {
-            return Some(
-                self.per_worker(|m, w| Value::Float(m.worker_total_busy_duration(w).as_secs_f64())),
-            );
-        }
-        if is(&WORKER_PARKS) {
-            return Some(self.per_worker(|m, w| Value::Int(m.worker_park_count(w))));
-        }
-        if let Some(samples) = self.unstable(def) {
-            return Some(samples);
-        }
-        if let Some(samples) = self.own(def) {
-            return Some(samples);
-        }
-        if let Some(samples) = self.console(def) {
-            return Some(samples);
-        }
-        if is(&CALLSITE_POLLS) {
-            return Some(self.callsites(|t| Value::Int(t.polls)));
-        }
-        if is(&CALLSITE_POLL_TIME) {
-            return Some(self.callsites(|t| Value::Float(t.poll_ns as f64 / 1e9)));
-        }
-        if is(&CALLSITE_TASKS_ALIVE) {
-            return Some(self.callsites(|t| Value::Int(t.alive)));
-        }
-        if is(&CALLSITE_TASKS_SPAWNED) {
-            return Some(self.callsites(|t| Value::Int(t.spawned)));
-        }
-        if is(&INFO) {
-            let labels = vec![
-                Cow::Borrowed(env!("CARGO_PKG_VERSION")),
-                Cow::Borrowed(self.mode.as_str()),
-            ];
-            return Some(vec![Sample::new(labels, Value::Int(1))]);
-        }
-        None
-    }
-
-    /// The metrics pollwatch computes itself (histograms, stalls, self-counters).
-    fn own(&mut self, def: &'static MetricDef) -> Option<Vec<Sample>> {
-        use names::*;
+    /// The series of `def`: one arm per metric, so a metric added to [`names`] without
+    /// being read here does not compile.
+    fn samples(&mut self, def: &'static MetricDef) -> Vec<Sample> {
+        use names::MetricId::*;
         use std::sync::atomic::Ordering::Relaxed;
-        let is = |d: &'static MetricDef| std::ptr::eq(def, d);
-        let known = [
-            &TASK_POLL_DURATION,
-            &PROBE_SCHEDULE_DURATION,
-            &STALLS,
-            &STALL_DURATION,
-            &WORKER_STALLED,
-            &WATCHDOG_LATE,
-            &STACK_CAPTURES,
-            &STALL_REPORTS_DROPPED,
-            &OTLP_EXPORTS,
-        ];
-        if !known.iter().any(|d| is(d)) {
-            return None;
-        }
-        let Some(s) = self.shared else {
-            return Some(Vec::new());
-        };
-        let one = |v: Value| Some(vec![Sample::unlabeled(v)]);
-        if is(&TASK_POLL_DURATION) {
-            let mut h = HistogramSnapshot::default();
-            for (_, slot) in s.slots.iter() {
-                slot.poll_time.add_to(&mut h);
+        let int = |n: usize| Value::Int(n as u64);
+        match def.id {
+            Workers => self.runtime(|m| int(m.num_workers())),
+            TasksAlive => self.runtime(|m| int(m.num_alive_tasks())),
+            GlobalQueueDepth => self.runtime(|m| int(m.global_queue_depth())),
+            WorkerBusyTime => {
+                self.per_worker(|m, w| Value::Float(m.worker_total_busy_duration(w).as_secs_f64()))
             }
-            return one(Value::Histogram(h));
-        }
-        if is(&PROBE_SCHEDULE_DURATION) {
-            return one(Value::Histogram(s.probe_delay.snapshot()));
-        }
-        if is(&STALLS) {
-            let samples = s
-                .stalls
-                .counts()
-                .into_iter()
-                .map(|((kind, file, line), n)| {
-                    Sample::new(
-                        vec![kind.as_str().into(), file.into(), line.into()],
-                        Value::Int(n),
-                    )
-                })
-                .collect();
-            return Some(samples);
-        }
-        if is(&STALL_DURATION) {
-            return one(Value::Histogram(s.stalls.durations()));
-        }
-        if is(&WORKER_STALLED) {
-            return one(Value::Int(s.stalls.ongoing() as u64));
-        }
-        if is(&WATCHDOG_LATE) {
-            return one(Value::Int(s.counters.watchdog_late.load(Relaxed)));
-        }
-        if is(&STACK_CAPTURES) {
-            let samples = s
-                .counters
-                .captures()
-                .into_iter()
-                .map(|(status, n)| Sample::new(vec![status.as_str().into()], Value::Int(n)))
-                .collect();
-            return Some(samples);
-        }
-        if is(&OTLP_EXPORTS) {
-            // An agent with an endpoint runs only in a build that can push (else start fails).
-            if s.config.otlp_endpoint.is_none() {
-                return Some(Vec::new());
-            }
-            let count = |result: &'static str, n: &std::sync::atomic::AtomicU64| {
-                Sample::new(vec![result.into()], Value::Int(n.load(Relaxed)))
-            };
-            return Some(vec![
-                count("ok", &s.counters.otlp_exports_ok),
-                count("error", &s.counters.otlp_exports_error),
-            ]);
-        }
-        one(Value::Int(s.stalls.dropped()))
-    }
-
-    /// The tokio-console server's own counters; no series while it is not running.
-    fn console(&mut self, def: &'static MetricDef) -> Option<Vec<Sample>> {
-        use names::*;
-        let is = |d: &'static MetricDef| std::ptr::eq(def, d);
-        let known = [
-            &CONSOLE_EVENTS_DROPPED,
-            &CONSOLE_TASKS,
-            &CONSOLE_SPAWNS,
-            &CONSOLE_TASKS_EVICTED,
-        ];
-        if !known.iter().any(|d| is(d)) {
-            return None;
-        }
-        #[cfg(all(feature = "console", tokio_unstable))]
-        if let Some(c) = self.shared.and_then(|s| s.console.as_deref()) {
-            use crate::console::events::EventKind;
-            use std::sync::atomic::Ordering::Relaxed;
-            let int = |a: &std::sync::atomic::AtomicU64| Value::Int(a.load(Relaxed));
-            let samples = if is(&CONSOLE_EVENTS_DROPPED) {
+            WorkerParks => self.per_worker(|m, w| Value::Int(m.worker_park_count(w))),
+            // tokio's `tokio_unstable` set.
+            #[cfg(tokio_unstable)]
+            TaskSpawned => self.runtime(|m| Value::Int(m.spawned_tasks_count())),
+            #[cfg(tokio_unstable)]
+            WorkerPolls => self.per_worker(|m, w| Value::Int(m.worker_poll_count(w))),
+            #[cfg(tokio_unstable)]
+            WorkerLocalQueueDepth => self.per_worker(|m, w| int(m.worker_local_queue_depth(w))),
+            #[cfg(tokio_unstable)]
+            BlockingThreads => match self.metrics {
+                Some(m) => {
+                    let (all, idle) = (m.num_blocking_threads(), m.num_idle_blocking_threads());
+                    vec![
+                        Sample::new(vec!["idle".into()], int(idle)),
+                        Sample::new(vec!["active".into()], int(all.saturating_sub(idle))),
+                    ]
+                }
+                None => Vec::new(),
+            },
+            #[cfg(tokio_unstable)]
+            BlockingQueueDepth => self.runtime(|m| int(m.blocking_queue_depth())),
+            #[cfg(tokio_unstable)]
+            TaskBudgetForcedYields => self.runtime(|m| Value::Int(m.budget_forced_yield_count())),
+            // Without `tokio_unstable` these do not apply (see [`names::Availability`]).
+            #[cfg(not(tokio_unstable))]
+            TaskSpawned
+            | WorkerPolls
+            | WorkerLocalQueueDepth
+            | BlockingThreads
+            | BlockingQueueDepth
+            | TaskBudgetForcedYields => Vec::new(),
+            // What pollwatch computes itself (histograms, stalls, self-counters).
+            TaskPollDuration => self.own(|s| {
+                let mut h = HistogramSnapshot::default();
+                for (_, slot) in s.hooked().iter().flat_map(|hooked| hooked.slots.iter()) {
+                    slot.poll_time.add_to(&mut h);
+                }
+                one(Value::Histogram(h))
+            }),
+            ProbeScheduleDuration => self.own(|s| one(Value::Histogram(s.probe_delay.snapshot()))),
+            Stalls => self.own(|s| {
+                s.stalls
+                    .counts()
+                    .into_iter()
+                    .map(|((kind, file, line), n)| {
+                        Sample::new(
+                            vec![kind.as_str().into(), file.into(), line.into()],
+                            Value::Int(n),
+                        )
+                    })
+                    .collect()
+            }),
+            StallDuration => self.own(|s| one(Value::Histogram(s.stalls.durations()))),
+            WorkerStalled => self.own(|s| one(Value::Int(s.stalls.ongoing() as u64))),
+            WatchdogLate => self.own(|s| one(Value::Int(s.counters.watchdog_late.load(Relaxed)))),
+            StackCaptures => self.own(|s| {
+                s.counters
+                    .captures()
+                    .into_iter()
+                    .map(|(status, n)| Sample::new(vec![status.as_str().into()], Value::Int(n)))
+                    .collect()
+            }),
+            StallReportsDropped => self.own(|s| one(Value::Int(s.stalls.dropped()))),
+            OtlpExports => self.own(|s| {
+                // An agent with an endpoint runs only in a build that can push (else start
+                // fails).
+                if s.config.otlp_endpoint.is_none() {
+                    return Vec::new();
+                }
+                let count = |result: &'static str, n: &std::sync::atomic::AtomicU64| {
+                    Sample::new(vec![result.into()], Value::Int(n.load(Relaxed)))
+                };
+                vec![
+                    count("ok", &s.counters.otlp_exports_ok),
+                    count("error", &s.counters.otlp_exports_error),
+                ]
+            }),
+            // The tokio-console server's own counters; no series while it is not running.
+            #[cfg(all(feature = "console", tokio_unstable))]
+            ConsoleEventsDropped => self.console(|c| {
+                use crate::export::console::events::EventKind;
                 EventKind::ALL
                     .iter()
                     .map(|&k| Sample::new(vec![k.as_str().into()], Value::Int(c.feed.dropped(k))))
                     .collect()
-            } else if is(&CONSOLE_TASKS) {
-                vec![Sample::unlabeled(int(&c.map.tasks))]
-            } else if is(&CONSOLE_SPAWNS) {
+            }),
+            #[cfg(all(feature = "console", tokio_unstable))]
+            ConsoleTasks => self.console(|c| one(Value::Int(c.map.tasks.load(Relaxed)))),
+            #[cfg(all(feature = "console", tokio_unstable))]
+            ConsoleSpawns => self.console(|c| {
                 vec![
-                    Sample::new(vec!["tracked".into()], int(&c.map.tracked)),
-                    Sample::new(vec!["untracked".into()], int(&c.map.untracked)),
+                    Sample::new(
+                        vec!["tracked".into()],
+                        Value::Int(c.map.tracked.load(Relaxed)),
+                    ),
+                    Sample::new(
+                        vec!["untracked".into()],
+                        Value::Int(c.map.untracked.load(Relaxed)),
+                    ),
                 ]
-            } else {
-                vec![Sample::unlabeled(int(&c.map.evicted))]
-            };
-            return Some(samples);
+            }),
+            #[cfg(all(feature = "console", tokio_unstable))]
+            ConsoleTasksEvicted => self.console(|c| one(Value::Int(c.map.evicted.load(Relaxed)))),
+            #[cfg(not(all(feature = "console", tokio_unstable)))]
+            ConsoleEventsDropped | ConsoleTasks | ConsoleSpawns | ConsoleTasksEvicted => Vec::new(),
+            CallsitePolls => self.callsites(|t| Value::Int(t.polls)),
+            CallsitePollTime => self.callsites(|t| Value::Float(t.poll_ns as f64 / 1e9)),
+            CallsiteTasksAlive => self.callsites(|t| Value::Int(t.alive)),
+            CallsiteTasksSpawned => self.callsites(|t| Value::Int(t.spawned)),
+            Info => {
+                let labels = vec![
+                    Cow::Borrowed(env!("CARGO_PKG_VERSION")),
+                    Cow::Borrowed(self.mode.as_str()),
+                ];
+                vec![Sample::new(labels, Value::Int(1))]
+            }
         }
-        Some(Vec::new())
     }
 
-    /// tokio's `tokio_unstable` set.
-    #[cfg(tokio_unstable)]
-    fn unstable(&mut self, def: &'static MetricDef) -> Option<Vec<Sample>> {
-        use names::*;
-        let is = |d: &'static MetricDef| std::ptr::eq(def, d);
-        let int = |n: usize| Value::Int(n as u64);
-        if is(&TASK_SPAWNED) {
-            return Some(self.runtime(|m| Value::Int(m.spawned_tasks_count())));
-        }
-        if is(&WORKER_POLLS) {
-            return Some(self.per_worker(|m, w| Value::Int(m.worker_poll_count(w))));
-        }
-        if is(&WORKER_LOCAL_QUEUE_DEPTH) {
-            return Some(self.per_worker(|m, w| int(m.worker_local_queue_depth(w))));
-        }
-        if is(&BLOCKING_THREADS) {
-            let Some(m) = self.metrics else {
-                return Some(Vec::new());
-            };
-            let (all, idle) = (m.num_blocking_threads(), m.num_idle_blocking_threads());
-            return Some(vec![
-                Sample::new(vec!["idle".into()], int(idle)),
-                Sample::new(vec!["active".into()], int(all.saturating_sub(idle))),
-            ]);
-        }
-        if is(&BLOCKING_QUEUE_DEPTH) {
-            return Some(self.runtime(|m| int(m.blocking_queue_depth())));
-        }
-        if is(&TASK_BUDGET_FORCED_YIELDS) {
-            return Some(self.runtime(|m| Value::Int(m.budget_forced_yield_count())));
-        }
-        None
+    /// A metric pollwatch computes from its own state; no series for a disabled agent.
+    fn own(&self, f: impl FnOnce(&Shared) -> Vec<Sample>) -> Vec<Sample> {
+        self.shared.map(f).unwrap_or_default()
     }
 
-    /// Without `tokio_unstable` these metrics do not apply (see [`names::Availability`]).
-    #[cfg(not(tokio_unstable))]
-    fn unstable(&mut self, _def: &'static MetricDef) -> Option<Vec<Sample>> {
-        None
+    cfg_console! {
+        /// A console counter; no series while the console is not running.
+        fn console(
+            &self,
+            f: impl FnOnce(&crate::export::console::ConsoleState) -> Vec<Sample>,
+        ) -> Vec<Sample> {
+            self.shared
+                .and_then(Shared::hooked)
+                .and_then(|h| h.console.as_deref())
+                .map(f)
+                .unwrap_or_default()
+        }
     }
+}
+
+/// One unlabeled series.
+fn one(value: Value) -> Vec<Sample> {
+    vec![Sample::unlabeled(value)]
 }
 
 #[cfg(test)]
@@ -452,31 +390,6 @@ mod tests {
         let s = Arc::new(Shared::new(Config::default(), mode));
         let _ = s.runtime_label.set("test".into());
         s
-    }
-
-    #[test]
-    fn every_table_entry_is_known_to_the_reader() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let s = shared(Mode::Hooked);
-        let metrics = rt.handle().metrics();
-        let mut reader = Reader {
-            shared: Some(&s),
-            metrics: Some(&metrics),
-            mode: Mode::Hooked,
-            callsites: None,
-        };
-        for def in names::METRICS {
-            let unstable = def.availability == names::Availability::TokioUnstable;
-            let known = reader.samples(def).is_some();
-            assert_eq!(
-                known,
-                !unstable || cfg!(tokio_unstable),
-                "{}",
-                def.prometheus
-            );
-        }
     }
 
     #[test]

@@ -21,30 +21,8 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::Mutex;
 
-use crate::capture::ThreadHandle;
 use crate::stats::histogram::HistogramShard;
-
-/// Who a slot belongs to, recorded once per thread.
-#[derive(Clone, Debug)]
-pub(crate) struct ThreadInfo {
-    pub(crate) handle: ThreadHandle,
-    pub(crate) name: String,
-    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
-    pub(crate) thread_id: std::thread::ThreadId,
-}
-
-impl ThreadInfo {
-    /// Describes the calling thread. Allocates and makes a syscall: call it from
-    /// `on_thread_start`, or once per thread on first use.
-    pub(crate) fn current() -> Self {
-        let t = std::thread::current();
-        ThreadInfo {
-            handle: ThreadHandle::current(),
-            name: t.name().unwrap_or("unnamed").to_string(),
-            thread_id: t.id(),
-        }
-    }
-}
+use crate::thread_info::ThreadInfo;
 
 /// What the watchdog sees in a slot at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,6 +201,18 @@ impl PollSlot {
         self.poll_start.load(Relaxed)
     }
 
+    /// The owning thread enters an `allow_blocking` scope.
+    pub(crate) fn enter_exempt(&self) {
+        self.exempt.fetch_add(1, Release);
+    }
+
+    /// The owning thread leaves an `allow_blocking` scope: the exit is counted, so the
+    /// watchdog knows the poll spent time in one even if it never saw the scope open.
+    pub(crate) fn leave_exempt(&self) {
+        self.exempt_exits.fetch_add(1, Release);
+        self.exempt.fetch_sub(1, Release);
+    }
+
     /// This slot's position in its table.
     #[inline]
     #[cfg_attr(not(all(tokio_unstable, feature = "console")), allow(dead_code))]
@@ -285,13 +275,41 @@ impl PollSlot {
 ///
 /// Tables are never freed: a dropped agent's table goes back to a pool for the next agent,
 /// so a pointer a thread cached in its thread-local always points at valid memory (see
-/// [`allow_blocking`]). Memory is bounded by the number of agents alive at once.
+/// [`this_threads_slot`]). Memory is bounded by the number of agents alive at once.
 pub(crate) struct SlotTable {
     agent_id: AtomicU64,
     slots: Box<[PollSlot]>,
     claims: AtomicU64,
     /// Polls on threads that found no free slot (not watched; counted).
     pub(crate) untracked_polls: AtomicU64,
+}
+
+/// One agent's hold on a [`SlotTable`]: the table goes back to the pool when the last holder
+/// (the agent's state, its hooks, the console thread) lets go of it.
+pub(crate) struct SlotLease(&'static SlotTable);
+
+impl SlotLease {
+    /// The table itself, for code that keeps the lease alive by other means (the hooks hold
+    /// the lease and copy this pointer, so the hot path loads no more than it must).
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
+    pub(crate) fn table(&self) -> &'static SlotTable {
+        self.0
+    }
+}
+
+impl std::ops::Deref for SlotLease {
+    type Target = SlotTable;
+
+    fn deref(&self) -> &SlotTable {
+        self.0
+    }
+}
+
+impl Drop for SlotLease {
+    fn drop(&mut self) {
+        // Every holder is gone: no hook can write to the slots any more.
+        self.0.release();
+    }
 }
 
 /// The callsite index of a poll counted in no callsite's counters (callsite statistics off):
@@ -344,7 +362,7 @@ static NEXT_AGENT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl SlotTable {
     /// A table with every counter at zero, from the pool when one of the right shape is free.
-    pub(crate) fn acquire(max_threads: usize, callsites: usize) -> &'static SlotTable {
+    pub(crate) fn acquire(max_threads: usize, callsites: usize) -> SlotLease {
         let agent_id = NEXT_AGENT_ID.fetch_add(1, Relaxed);
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
         let reused = pool
@@ -365,11 +383,11 @@ impl SlotTable {
             }))
         });
         table.agent_id.store(agent_id, Release);
-        table
+        SlotLease(table)
     }
 
     /// Returns the table to the pool once no hook can write to it any more, zeroed.
-    pub(crate) fn release(&'static self) {
+    fn release(&'static self) {
         self.agent_id.store(0, Release);
         for slot in self.slots.iter() {
             slot.reset();
@@ -458,31 +476,14 @@ impl SlotTable {
     }
 }
 
-/// Runs `f`, telling pollwatch that it blocks on purpose: a poll that stays inside this scope
-/// past the threshold is not reported as a stall. Use it for deliberate, bounded blocking
-/// that you have decided is acceptable; prefer `spawn_blocking` for everything else.
-pub fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
+/// The calling thread's slot in whichever agent it last polled for, if the slot is still
+/// its own: for `allow_blocking`, which knows no agent. Not the hot path.
+pub(crate) fn this_threads_slot() -> Option<&'static PollSlot> {
     let (_, ptr) = CURRENT.with(Cell::get);
     // SAFETY: slot tables are never freed (see `SlotTable`), so a cached pointer is valid
     // memory; the slot may since have gone to another thread, which the key check rules out.
-    let slot = unsafe { ptr.as_ref() }
-        .filter(|s| s.thread_key.load(Acquire) == thread_key(std::thread::current().id()));
-    struct Exit<'a>(Option<&'a PollSlot>);
-    impl Drop for Exit<'_> {
-        fn drop(&mut self) {
-            if let Some(s) = self.0 {
-                s.exempt_exits.fetch_add(1, Release);
-                s.exempt.fetch_sub(1, Release);
-            }
-        }
-    }
-    if let Some(s) = slot {
-        s.exempt.fetch_add(1, Release);
-    }
-    let _exit = Exit(slot);
-    // Attach mode knows threads, not polls: the thread itself is exempt meanwhile.
-    let _attach = crate::attach::exempt_scope();
-    f()
+    unsafe { ptr.as_ref() }
+        .filter(|s| s.thread_key.load(Acquire) == thread_key(std::thread::current().id()))
 }
 
 #[cfg(test)]
@@ -636,33 +637,6 @@ mod tests {
     }
 
     #[test]
-    fn allow_blocking_exempts_the_calling_threads_poll_only_inside_the_scope() {
-        let table = SlotTable::acquire(4, 1);
-        let slot = table.current().expect("a free slot");
-        slot.begin_poll(1, Location::caller(), 0, 0);
-        assert!(!view(slot).exempt);
-        allow_blocking(|| {
-            assert!(view(slot).exempt);
-            allow_blocking(|| assert!(view(slot).exempt, "nested"));
-            assert!(view(slot).exempt, "the outer scope still holds");
-            std::thread::scope(|s| {
-                s.spawn(|| allow_blocking(|| ()));
-            });
-            assert!(view(slot).exempt);
-        });
-        assert!(!view(slot).exempt, "scoped, not sticky");
-        let _ = std::panic::catch_unwind(|| allow_blocking(|| panic!("inside the scope")));
-        assert!(!view(slot).exempt, "a panic leaves the scope too");
-        // Another thread's scope never exempts this thread's poll.
-        std::thread::scope(|s| {
-            s.spawn(|| allow_blocking(|| assert!(!view(slot).exempt)));
-        });
-        slot.end_poll(0, None, 1);
-        table.release_current();
-        table.release();
-    }
-
-    #[test]
     fn a_slot_given_back_and_claimed_again_has_a_new_claim_number() {
         let table = SlotTable::acquire(1, 1);
         let first = std::thread::scope(|s| {
@@ -688,6 +662,6 @@ mod tests {
             s.spawn(|| assert!(table.current().is_none()));
         });
         assert_eq!(table.untracked_polls.load(Relaxed), 1);
-        table.release();
+        drop(table);
     }
 }

@@ -1,15 +1,22 @@
-//! The state one agent shares between the hooks, the watchdog and the exporters.
+//! The state one agent shares between the hooks, the watchdog and the exporters: what both
+//! detectors use in [`Shared`], what only one uses in its [`ModeState`] variant.
+//!
+//! The mode modules (`slots`, `attach`, `console`) do not import this one: they get the
+//! piece they need (a slot table, a thread registry, the clock), so the module graph stays
+//! a tree below `state`.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
+use crate::attach::Threads;
 use crate::capture::CaptureStatus;
 use crate::config::Config;
-use crate::slots::SlotTable;
+use crate::slots::{SlotLease, SlotTable};
 use crate::stats::callsites::CallsiteTable;
 use crate::stats::flame::FlameTable;
 use crate::stats::histogram::HistogramShard;
 use crate::stats::stall_log::StallLog;
+use crate::thread_info::MAX_THREADS;
 
 /// Which detector runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -33,10 +40,6 @@ impl Mode {
         }
     }
 }
-
-/// Most poll-hook threads an agent watches at once (workers, plus the extra threads
-/// `block_in_place` starts); threads beyond it are counted, not watched.
-pub(crate) const MAX_THREADS: usize = 64;
 
 /// Counters the agent keeps about itself.
 #[derive(Default)]
@@ -68,49 +71,99 @@ impl SelfCounters {
     }
 }
 
+/// What one agent shares between the hooks, the watchdog and the exporters: what both
+/// detectors use, plus the state of the one that runs ([`ModeState`]).
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    pub(crate) mode: Mode,
     pub(crate) clock: quanta::Clock,
-    pub(crate) slots: &'static SlotTable,
-    pub(crate) callsites: CallsiteTable,
     pub(crate) stalls: StallLog,
     /// Blocked time by stack, for the flamegraph.
     pub(crate) flame: FlameTable,
     /// The `runtime` label, set once the runtime exists.
     pub(crate) runtime_label: OnceLock<String>,
     pub(crate) counters: SelfCounters,
-    /// Delay between waking the probe task and its poll.
+    /// Delay between waking the probe task and its poll (the probe runs in both modes).
     pub(crate) probe_delay: HistogramShard,
-    /// Attach mode: the runtime's threads, as registered by themselves.
-    pub(crate) threads: crate::attach::Threads,
-    /// The tokio-console feed, when `console_addr` is set in hooked mode; `None` keeps the
-    /// hooks to one untaken branch.
+    pub(crate) mode: ModeState,
+}
+
+/// The state only one detector uses. A disabled agent has no `Shared` at all, so there is
+/// no variant for it.
+pub(crate) enum ModeState {
+    /// Written by the task hooks, read by the watchdog, the sampler and the console.
+    Hooked(Arc<HookedState>),
+    /// The runtime's threads, as registered by themselves (attach mode has no poll slots:
+    /// nothing writes them without task hooks).
+    Attach(Arc<Threads>),
+}
+
+/// Hooked mode's state. Its own `Arc` so the task hooks hold it (and copy the slot table's
+/// pointer) without going through [`Shared`] on every poll.
+pub(crate) struct HookedState {
+    /// The per-worker poll slots; the table goes back to the pool with the last holder.
+    pub(crate) slots: Arc<SlotLease>,
+    pub(crate) callsites: CallsiteTable,
+    /// The tokio-console feed, when `console_addr` is set; `None` keeps the hooks to one
+    /// untaken branch.
     #[cfg(all(feature = "console", tokio_unstable))]
-    pub(crate) console: Option<std::sync::Arc<crate::console::ConsoleState>>,
+    pub(crate) console: Option<Arc<crate::export::console::ConsoleState>>,
+}
+
+impl HookedState {
+    fn new(config: &Config) -> Self {
+        let callsites = CallsiteTable::new(config.max_callsites);
+        HookedState {
+            slots: Arc::new(SlotTable::acquire(MAX_THREADS, callsites.slots())),
+            callsites,
+            #[cfg(all(feature = "console", tokio_unstable))]
+            console: config
+                .console_addr
+                .is_some()
+                .then(|| Arc::new(crate::export::console::ConsoleState::new(MAX_THREADS))),
+        }
+    }
 }
 
 impl Shared {
+    /// The state of an agent in `mode` (hooked or attach: a disabled agent has none).
     pub(crate) fn new(config: Config, mode: Mode) -> Self {
-        let callsites = CallsiteTable::new(config.max_callsites);
-        let slots = SlotTable::acquire(MAX_THREADS, callsites.slots());
-        #[cfg(all(feature = "console", tokio_unstable))]
-        let console = (config.console_addr.is_some() && mode == Mode::Hooked)
-            .then(|| std::sync::Arc::new(crate::console::ConsoleState::new(MAX_THREADS)));
+        let mode = match mode {
+            Mode::Hooked => ModeState::Hooked(Arc::new(HookedState::new(&config))),
+            Mode::Attach => ModeState::Attach(Arc::default()),
+            Mode::Disabled => unreachable!("a disabled agent has no shared state"),
+        };
         Shared {
             stalls: StallLog::new(config.max_reports, config.max_callsites + 1),
             flame: FlameTable::new(),
             config,
-            mode,
             clock: quanta::Clock::new(),
-            slots,
-            callsites,
             runtime_label: OnceLock::new(),
             counters: SelfCounters::default(),
             probe_delay: HistogramShard::new(),
-            threads: crate::attach::Threads::default(),
-            #[cfg(all(feature = "console", tokio_unstable))]
-            console,
+            mode,
+        }
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        match self.mode {
+            ModeState::Hooked(_) => Mode::Hooked,
+            ModeState::Attach(_) => Mode::Attach,
+        }
+    }
+
+    /// Hooked mode's state; `None` in attach mode.
+    pub(crate) fn hooked(&self) -> Option<&Arc<HookedState>> {
+        match &self.mode {
+            ModeState::Hooked(h) => Some(h),
+            ModeState::Attach(_) => None,
+        }
+    }
+
+    /// Attach mode's thread registry; `None` in hooked mode.
+    pub(crate) fn threads(&self) -> Option<&Arc<Threads>> {
+        match &self.mode {
+            ModeState::Attach(t) => Some(t),
+            ModeState::Hooked(_) => None,
         }
     }
 
@@ -119,13 +172,6 @@ impl Shared {
             .get()
             .map(String::as_str)
             .unwrap_or("unknown")
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // Every hook closure held an `Arc<Shared>`: none can write to the slots any more.
-        self.slots.release();
     }
 }
 

@@ -31,8 +31,7 @@ use std::sync::{Arc, Mutex};
 
 pub(crate) mod roll_call;
 
-use crate::slots::ThreadInfo;
-use crate::state::{Shared, MAX_THREADS};
+use crate::thread_info::{ThreadInfo, MAX_THREADS};
 
 /// `park_state` values.
 const PARK_UNKNOWN: u8 = 0;
@@ -303,21 +302,29 @@ fn is_current_thread(handle: &tokio::runtime::Handle) -> bool {
 
 /// `Builder::build_runtime` on stable tokio: the thread that built a `current_thread`
 /// runtime is the one most likely to drive it.
-pub(crate) fn runtime_built(shared: &Shared, handle: &tokio::runtime::Handle) {
+pub(crate) fn runtime_built(
+    threads: &Threads,
+    clock: &quanta::Clock,
+    handle: &tokio::runtime::Handle,
+) {
     if is_current_thread(handle) {
-        shared.threads.register_driver(shared.clock.raw(), false);
+        threads.register_driver(clock.raw(), false);
     }
 }
 
 /// `Builder::attach`: on a `current_thread` runtime, the thread attaching from inside the
 /// runtime drives it; the workers of a `multi_thread` runtime answer the roll call.
-pub(crate) fn attached(shared: &Arc<Shared>, handle: &tokio::runtime::Handle) {
+pub(crate) fn attached(
+    threads: &Arc<Threads>,
+    clock: &quanta::Clock,
+    handle: &tokio::runtime::Handle,
+) {
     if is_current_thread(handle) {
         let inside = tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == handle.id());
-        shared.threads.register_driver(shared.clock.raw(), inside);
+        threads.register_driver(clock.raw(), inside);
         return;
     }
-    let roll = roll_call::call(shared, handle);
+    let roll = roll_call::call(threads, clock, handle);
     if roll.answered < roll.workers {
         tracing::debug!(
             target: "pollwatch",
@@ -332,15 +339,19 @@ pub(crate) fn attached(shared: &Arc<Shared>, handle: &tokio::runtime::Handle) {
 /// Spawns a few short tasks that register the workers they run on (attach mode without
 /// hooks). Each yields a bounded number of times, so that idle workers wake up and steal
 /// the others; they stop as soon as every worker is known.
-pub(crate) fn spawn_registrars(shared: &Arc<Shared>, handle: &tokio::runtime::Handle) {
+pub(crate) fn spawn_registrars(
+    threads: &Arc<Threads>,
+    clock: &quanta::Clock,
+    handle: &tokio::runtime::Handle,
+) {
     let workers = handle.metrics().num_workers();
     for _ in 0..(workers * 2).min(MAX_THREADS) {
-        let s = shared.clone();
+        let (threads, clock) = (threads.clone(), clock.clone());
         handle.spawn(async move {
             let metrics = tokio::runtime::Handle::current().metrics();
             for _ in 0..REGISTRAR_YIELDS {
-                s.threads.note_poll(s.clock.raw(), &metrics);
-                if s.threads.known_workers(false) >= workers {
+                threads.note_poll(clock.raw(), &metrics);
+                if threads.known_workers(false) >= workers {
                     break;
                 }
                 tokio::task::yield_now().await;

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, RuntimeMetrics};
 
-use super::ThreadEntry;
-use crate::state::{Shared, MAX_THREADS};
+use super::{ThreadEntry, Threads};
+use crate::thread_info::MAX_THREADS;
 
 /// The longest `attach()` waits for the workers to answer.
 pub(crate) const LIMIT: Duration = Duration::from_millis(100);
@@ -91,15 +91,15 @@ impl Call {
 }
 
 /// Calls the roll of `handle`'s workers (a `multi_thread` runtime; see the module docs).
-pub(crate) fn call(shared: &Arc<Shared>, handle: &Handle) -> Roll {
+pub(crate) fn call(threads: &Arc<Threads>, clock: &quanta::Clock, handle: &Handle) -> Roll {
     let start = Instant::now();
     let deadline = start + LIMIT;
     let workers = handle.metrics().num_workers();
     if caller_is_worker(handle) {
-        answer(shared, &handle.metrics(), start + INDEX_PATIENCE);
+        answer(threads, clock, &handle.metrics(), start + INDEX_PATIENCE);
     }
     let call = Arc::new(Call::default());
-    let registered = || shared.threads.known_workers(false);
+    let registered = || threads.known_workers(false);
     std::thread::scope(|s| {
         let spawner = std::thread::Builder::new()
             .name("pollwatch-attach".into())
@@ -109,11 +109,11 @@ pub(crate) fn call(shared: &Arc<Shared>, handle: &Handle) -> Roll {
                         break;
                     }
                     let answered = call.lock().0;
-                    let (s, c) = (shared.clone(), call.clone());
+                    let (t, clock, c) = (threads.clone(), clock.clone(), call.clone());
                     handle.spawn(async move {
                         let metrics = Handle::current().metrics();
                         let patience = (Instant::now() + INDEX_PATIENCE).min(deadline);
-                        answer(&s, &metrics, patience);
+                        answer(&t, &clock, &metrics, patience);
                         c.answer();
                         // Keep this worker, so the next registrar finds another one.
                         c.wait(deadline, |&(_, done)| done);
@@ -123,7 +123,7 @@ pub(crate) fn call(shared: &Arc<Shared>, handle: &Handle) -> Roll {
                 // Every answering worker is still held, so none has moved: one thread left
                 // without an index runs the one index nobody claimed.
                 if registered() >= workers {
-                    by_elimination(shared, workers);
+                    by_elimination(threads, clock, workers);
                 }
                 call.finish();
             });
@@ -132,7 +132,7 @@ pub(crate) fn call(shared: &Arc<Shared>, handle: &Handle) -> Roll {
             call.finish();
         }
     });
-    let entries = shared.threads.snapshot();
+    let entries = threads.snapshot();
     Roll {
         workers,
         answered: registered(),
@@ -145,8 +145,8 @@ pub(crate) fn call(shared: &Arc<Shared>, handle: &Handle) -> Roll {
 }
 
 /// Gives the one worker thread that has no index the one index that no thread claimed.
-fn by_elimination(shared: &Shared, workers: usize) {
-    let entries = shared.threads.snapshot();
+fn by_elimination(threads: &Threads, clock: &quanta::Clock, workers: usize) {
+    let entries = threads.snapshot();
     let unindexed: Vec<&Arc<ThreadEntry>> = entries
         .iter()
         .filter(|e| e.is_worker() && e.index().is_none())
@@ -157,7 +157,7 @@ fn by_elimination(shared: &Shared, workers: usize) {
         .collect();
     let unclaimed: Vec<usize> = (0..workers).filter(|i| !claimed.contains(i)).collect();
     if let ([e], [i]) = (unindexed.as_slice(), unclaimed.as_slice()) {
-        e.set_index(*i, shared.clock.raw());
+        e.set_index(*i, clock.raw());
     }
 }
 
@@ -171,14 +171,14 @@ fn caller_is_worker(handle: &Handle) -> bool {
 
 /// The calling thread, which is polling a task on one of the runtime's workers, registers
 /// and learns its index (re-reading the counts until `patience` if that is not yet certain).
-fn answer(shared: &Shared, metrics: &RuntimeMetrics, patience: Instant) {
-    shared.threads.note_poll(shared.clock.raw(), metrics);
-    let Some(me) = shared.threads.register_current() else {
+fn answer(threads: &Threads, clock: &quanta::Clock, metrics: &RuntimeMetrics, patience: Instant) {
+    threads.note_poll(clock.raw(), metrics);
+    let Some(me) = threads.register_current() else {
         return;
     };
     loop {
-        if let Some(index) = own_index(shared, &me, metrics) {
-            me.set_index(index, shared.clock.raw());
+        if let Some(index) = own_index(threads, &me, metrics) {
+            me.set_index(index, clock.raw());
             return;
         }
         if Instant::now() >= patience {
@@ -189,7 +189,7 @@ fn answer(shared: &Shared, metrics: &RuntimeMetrics, patience: Instant) {
 }
 
 /// The index of the worker `me` runs, if it is certain now.
-fn own_index(shared: &Shared, me: &Arc<ThreadEntry>, metrics: &RuntimeMetrics) -> Option<usize> {
+fn own_index(threads: &Threads, me: &Arc<ThreadEntry>, metrics: &RuntimeMetrics) -> Option<usize> {
     let workers = metrics.num_workers();
     #[cfg(tokio_unstable)]
     if let Some(i) = (0..workers).find(|&i| metrics.worker_thread_id(i) == Some(me.info.thread_id))
@@ -199,8 +199,7 @@ fn own_index(shared: &Shared, me: &Arc<ThreadEntry>, metrics: &RuntimeMetrics) -
     if workers == 1 {
         return Some(0);
     }
-    let claimed: Vec<usize> = shared
-        .threads
+    let claimed: Vec<usize> = threads
         .snapshot()
         .iter()
         .filter(|e| !Arc::ptr_eq(e, me))

@@ -14,12 +14,18 @@ use serde::Serialize;
 use crate::Error;
 
 mod fold;
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-mod linux;
 mod symbolize;
+
+// The back-end: `linux` where stacks can be captured, else `unsupported`, with the same
+// functions (`current_thread`, `vdso_symbols`, `Backend::{new, capture}`).
+cfg_capture! {
+    mod linux;
+    use linux as backend;
+}
+cfg_not_capture! {
+    mod unsupported;
+    use unsupported as backend;
+}
 
 pub use fold::fold_runtime_frames;
 pub(crate) use fold::is_runtime as is_runtime_frame;
@@ -91,21 +97,7 @@ pub struct ThreadHandle {
 impl ThreadHandle {
     /// The calling thread. Call it once per thread and keep the handle.
     pub fn current() -> ThreadHandle {
-        #[cfg(all(
-            target_os = "linux",
-            any(target_arch = "x86_64", target_arch = "aarch64")
-        ))]
-        return linux::current_thread();
-        #[cfg(not(all(
-            target_os = "linux",
-            any(target_arch = "x86_64", target_arch = "aarch64")
-        )))]
-        return ThreadHandle {
-            tid: 0,
-            pthread: 0,
-            stack_lo: 0,
-            stack_hi: 0,
-        };
+        backend::current_thread()
     }
 
     /// The kernel thread id (the `tid` of a stall report); 0 where capture is unsupported.
@@ -199,11 +191,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// serialized process-wide, because the handler and its slot are process-wide.
 pub struct StackCapturer {
     timeout: Duration,
-    #[cfg(all(
-        target_os = "linux",
-        any(target_arch = "x86_64", target_arch = "aarch64")
-    ))]
-    backend: linux::Backend,
+    backend: backend::Backend,
 }
 
 impl std::fmt::Debug for StackCapturer {
@@ -222,24 +210,10 @@ impl StackCapturer {
     /// Where capture is unsupported this succeeds and every capture is
     /// [`CaptureStatus::Unsupported`], so that everything else keeps working.
     pub fn new(signal: i32) -> Result<StackCapturer, Error> {
-        #[cfg(all(
-            target_os = "linux",
-            any(target_arch = "x86_64", target_arch = "aarch64")
-        ))]
-        return Ok(StackCapturer {
+        Ok(StackCapturer {
             timeout: DEFAULT_TIMEOUT,
-            backend: linux::Backend::new(signal)?,
-        });
-        #[cfg(not(all(
-            target_os = "linux",
-            any(target_arch = "x86_64", target_arch = "aarch64")
-        )))]
-        {
-            let _ = signal;
-            Ok(StackCapturer {
-                timeout: DEFAULT_TIMEOUT,
-            })
-        }
+            backend: backend::Backend::new(signal)?,
+        })
     }
 
     /// Sets how long a capture waits for the target to answer (default 50 ms). A capture
@@ -261,19 +235,7 @@ impl StackCapturer {
     ///   not finish in time;
     /// - [`CaptureStatus::Unsupported`]: not Linux on x86_64 or aarch64.
     pub fn capture(&mut self, thread: &ThreadHandle) -> Result<RawStack, CaptureStatus> {
-        #[cfg(all(
-            target_os = "linux",
-            any(target_arch = "x86_64", target_arch = "aarch64")
-        ))]
-        return self.backend.capture(thread, self.timeout);
-        #[cfg(not(all(
-            target_os = "linux",
-            any(target_arch = "x86_64", target_arch = "aarch64")
-        )))]
-        {
-            let _ = thread;
-            Err(CaptureStatus::Unsupported)
-        }
+        self.backend.capture(thread, self.timeout)
     }
 }
 

@@ -68,16 +68,7 @@ impl Symbolizer {
 
     /// The vDSO function containing `address`, like `[vdso] __vdso_clock_gettime`.
     fn vdso_name(&mut self, address: usize) -> Option<String> {
-        #[cfg(all(
-            target_os = "linux",
-            any(target_arch = "x86_64", target_arch = "aarch64")
-        ))]
-        let symbols = self.vdso.get_or_insert_with(super::linux::vdso_symbols);
-        #[cfg(not(all(
-            target_os = "linux",
-            any(target_arch = "x86_64", target_arch = "aarch64")
-        )))]
-        let symbols = self.vdso.get_or_insert_with(Vec::new);
+        let symbols = self.vdso.get_or_insert_with(super::backend::vdso_symbols);
         let (_, name) = symbols.iter().find(|(range, _)| range.contains(&address))?;
         Some(format!("[vdso] {name}").trim_end().to_owned())
     }

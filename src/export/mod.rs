@@ -1,9 +1,16 @@
-//! Exporters: the Prometheus text format, the `prometheus` crate collector, the OTLP
-//! request, the instruments on an app's OpenTelemetry `Meter` and the `/stalls` JSON. All of them read [`crate::names`] for names and help, and
-//! [`crate::sampler`] for values, at the moment they are asked.
+//! Exporters, in one place. Encoders: the Prometheus text format, the `prometheus` crate
+//! collector, the OTLP request, the instruments on an app's OpenTelemetry `Meter`, the
+//! `/stalls` JSON, the page, folded stacks and the flamegraph. Transports, each on its own
+//! thread with its own runtime ([`service_thread`]): the HTTP endpoint ([`server`]), the
+//! OTLP push (`otlp`) and the tokio-console server (`console`). All of them read
+//! [`crate::names`] for names and help, and [`crate::sampler`] for values, at the moment
+//! they are asked.
 
 #[cfg(feature = "prometheus")]
 pub(crate) mod collector;
+cfg_console! {
+    pub(crate) mod console;
+}
 #[cfg(feature = "flamegraph")]
 pub(crate) mod flamegraph;
 pub(crate) mod folded;
@@ -14,9 +21,20 @@ pub(crate) mod json;
 pub(crate) mod otel;
 #[cfg(feature = "opentelemetry-sdk")]
 pub(crate) mod otel_sdk;
+#[cfg(feature = "opentelemetry")]
+pub(crate) mod otlp;
 pub(crate) mod prometheus;
 #[cfg(feature = "http")]
 pub(crate) mod query;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod server;
+#[cfg(any(
+    feature = "http",
+    feature = "opentelemetry",
+    all(feature = "console", tokio_unstable)
+))]
+pub(crate) mod service_thread;
 
 use crate::sampler::Source;
 use crate::Agent;

@@ -160,7 +160,7 @@ fn callback<T: 'static>(
         let Some(c) = link.collection_for(index) else {
             return;
         };
-        let Some(family) = c.families.iter().find(|f| std::ptr::eq(f.def, def)) else {
+        let Some(family) = c.families.iter().find(|f| f.def.id == def.id) else {
             return;
         };
         for s in &family.samples {

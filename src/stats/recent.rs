@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::histogram::{HistogramSnapshot, BUCKET_BOUNDS_NS};
-use crate::state::Shared;
+use super::histogram::{HistogramShard, HistogramSnapshot, BUCKET_BOUNDS_NS};
+use super::stall_log::StallLog;
 
 /// How often a snapshot is taken.
 pub(crate) const SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
@@ -47,17 +47,18 @@ impl Recent {
         }
     }
 
-    fn take(shared: &Shared, at: Instant) -> Snapshot {
+    fn take(stalls: &StallLog, probe_delay: &HistogramShard, at: Instant) -> Snapshot {
         Snapshot {
             at,
-            stalls_total: shared.stalls.total(),
-            lag: shared.probe_delay.snapshot(),
+            stalls_total: stalls.total(),
+            lag: probe_delay.snapshot(),
         }
     }
 
     /// Takes a snapshot now (called every [`SNAPSHOT_EVERY`]).
-    pub(crate) fn record(&self, shared: &Shared) {
-        let snap = Recent::take(shared, Instant::now());
+    /// `stalls` and `probe_delay` are the agent's cumulative stall log and probe histogram.
+    pub(crate) fn record(&self, stalls: &StallLog, probe_delay: &HistogramShard) {
+        let snap = Recent::take(stalls, probe_delay, Instant::now());
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         if ring.len() >= KEPT {
             ring.pop_front();
@@ -66,8 +67,8 @@ impl Recent {
     }
 
     /// The change from the newest snapshot at least [`WINDOW`] old (else the oldest) to now.
-    pub(crate) fn view(&self, shared: &Shared) -> RecentView {
-        let now = Recent::take(shared, Instant::now());
+    pub(crate) fn view(&self, stalls: &StallLog, probe_delay: &HistogramShard) -> RecentView {
+        let now = Recent::take(stalls, probe_delay, Instant::now());
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         let base = ring
             .iter()

@@ -112,15 +112,17 @@ fn run(
     // the threshold. Sampling the poll slots twice per tick keeps that within one tick
     // (DESIGN §6) at the cost of one more wake-up per tick that reads a few atomics. Attach
     // mode reads tokio's counters, which move only every 61 scheduler ticks: no gain there.
-    let period = if shared.mode == Mode::Hooked {
+    let period = if shared.mode() == Mode::Hooked {
         tick_len / 2
     } else {
         tick_len
     };
-    let mut poll_hook =
-        (shared.mode == Mode::Hooked).then(|| PollHookDetector::new(Some(handle.clone())));
-    let mut attach =
-        (shared.mode == Mode::Attach).then(|| AttachDetector::new(handle.clone(), started));
+    let mut poll_hook = shared
+        .hooked()
+        .map(|h| PollHookDetector::new(h.slots.clone(), Some(handle.clone())));
+    let mut attach = shared
+        .threads()
+        .map(|t| AttachDetector::new(t.clone(), handle.clone(), started));
     let mut lag_probe = Probe::start(shared, &handle);
     let mut last = started;
     let mut lost = Duration::ZERO;

@@ -30,8 +30,9 @@ use super::cpu::{self, CpuSample, CpuShare, RunQueueGuard};
 use super::episode::{Episode, Episodes, Suspect};
 use super::Tick;
 use crate::report::{Detection, StallKind};
-use crate::slots::{PollView, ThreadInfo};
+use crate::slots::{PollView, SlotLease};
 use crate::state::Shared;
+use crate::thread_info::ThreadInfo;
 
 /// What the watchdog remembers about one slot between ticks.
 #[derive(Default)]
@@ -55,13 +56,19 @@ struct Watched {
 }
 
 pub(crate) struct PollHookDetector {
+    /// The poll slots the task hooks write.
+    slots: std::sync::Arc<SlotLease>,
     watched: Vec<Watched>,
     handle: Option<tokio::runtime::Handle>,
 }
 
 impl PollHookDetector {
-    pub(crate) fn new(handle: Option<tokio::runtime::Handle>) -> Self {
+    pub(crate) fn new(
+        slots: std::sync::Arc<SlotLease>,
+        handle: Option<tokio::runtime::Handle>,
+    ) -> Self {
         PollHookDetector {
+            slots,
             watched: Vec::new(),
             handle,
         }
@@ -72,7 +79,7 @@ impl PollHookDetector {
             threshold: shared.config.stall_threshold,
             tick: shared.config.watchdog_tick,
         };
-        for (i, slot) in shared.slots.iter() {
+        for (i, slot) in self.slots.iter() {
             if self.watched.len() <= i {
                 self.watched.resize_with(i + 1, Watched::default);
             }

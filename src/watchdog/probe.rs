@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::state::{Mode, Shared};
+use crate::state::Shared;
 
 #[derive(Default)]
 struct ProbeState {
@@ -53,15 +53,15 @@ impl Probe {
         let state = Arc::new(ProbeState::default());
         let task_state = state.clone();
         let s = shared.clone();
+        // Attach mode learns the runtime's worker threads from the threads that poll this.
+        let threads = shared.threads().cloned();
         handle.spawn(async move {
             let guard = CloseOnDrop(task_state);
             let state = &guard.0;
-            // Attach mode learns the runtime's worker threads from the threads that poll this.
-            let metrics =
-                (s.mode == Mode::Attach).then(|| tokio::runtime::Handle::current().metrics());
+            let attach = threads.map(|t| (t, tokio::runtime::Handle::current().metrics()));
             loop {
-                if let Some(m) = &metrics {
-                    s.threads.note_poll(s.clock.raw(), m);
+                if let Some((threads, metrics)) = &attach {
+                    threads.note_poll(s.clock.raw(), metrics);
                 }
                 state.notify.notified().await;
                 let woken = state.woken_at.load(Acquire);

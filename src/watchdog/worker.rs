@@ -78,7 +78,7 @@ use super::cpu::{self, CpuSample, CpuShare};
 use super::episode::{Episode, Episodes, Suspect};
 use super::probe::{Probe, ProbeWait};
 use super::Tick;
-use crate::attach::{self, ThreadEntry};
+use crate::attach::{self, ThreadEntry, Threads};
 use crate::report::{Detection, StallKind};
 use crate::state::Shared;
 
@@ -341,6 +341,8 @@ struct ProbeWatch {
 
 /// Attach mode's detectors: per worker, and the probe.
 pub(crate) struct AttachDetector {
+    /// The runtime's threads, as they registered themselves.
+    threads: Arc<Threads>,
     handle: Handle,
     current_thread: bool,
     workers: Vec<Option<WorkerWatch>>,
@@ -375,8 +377,9 @@ struct Silence {
 
 impl AttachDetector {
     /// `started`: when the agent started, before which nothing it reports can have begun.
-    pub(crate) fn new(handle: Handle, started: Instant) -> Self {
+    pub(crate) fn new(threads: Arc<Threads>, handle: Handle, started: Instant) -> Self {
         AttachDetector {
+            threads,
             current_thread: handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread,
             handle,
             workers: Vec::new(),
@@ -431,8 +434,8 @@ impl AttachDetector {
 
     /// Forgets threads that exited; looks for workers no registered thread runs yet.
     fn upkeep(&mut self, shared: &Arc<Shared>) {
-        shared.threads.prune();
-        let hooks = shared
+        self.threads.prune();
+        let hooks = self
             .threads
             .hooks_installed
             .load(std::sync::atomic::Ordering::Relaxed);
@@ -442,9 +445,9 @@ impl AttachDetector {
             && self.registrar_rounds < REGISTRAR_ROUNDS
         {
             let workers = self.handle.metrics().num_workers();
-            if shared.threads.known_workers(true) < workers {
+            if self.threads.known_workers(true) < workers {
                 self.registrar_rounds += 1;
-                attach::spawn_registrars(shared, &self.handle);
+                attach::spawn_registrars(&self.threads, &shared.clock, &self.handle);
             }
         }
     }
@@ -520,7 +523,7 @@ impl AttachDetector {
         let threshold = shared.config.stall_threshold;
         let lost = tick.lost.saturating_sub(w.lost_base);
         let silent = now.saturating_duration_since(w.since).saturating_sub(lost);
-        let entries = entries.get_or_insert_with(|| shared.threads.snapshot());
+        let entries = entries.get_or_insert_with(|| self.threads.snapshot());
         let runner = w
             .episode_thread
             .clone()
@@ -716,7 +719,7 @@ impl AttachDetector {
         let threshold = shared.config.stall_threshold;
         let tick_len = shared.config.watchdog_tick;
         if self.current_thread
-            && !shared.threads.driven()
+            && !self.threads.driven()
             && metrics.num_alive_tasks() <= metrics.global_queue_depth()
         {
             return Culprit::Wait; // nothing has been polled yet: nothing can be stuck

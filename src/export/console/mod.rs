@@ -4,7 +4,7 @@
 //!
 //! Data path: the hooks push fixed-size events into preallocated per-worker queues
 //! ([`events`]); the `pollwatch-console` OS thread, on its own small runtime like the HTTP
-//! endpoint, drains them every [`DRAIN_INTERVAL`] into a bounded task map ([`tasks`]) and
+//! endpoint (`export::service_thread`), drains them every [`DRAIN_INTERVAL`] into a bounded task map ([`tasks`]) and
 //! streams an update to each connected console every [`PUBLISH_INTERVAL`]. Hooked mode only:
 //! attach mode has no task hooks, so it has no tasks to show.
 
@@ -15,12 +15,11 @@ pub(crate) mod tasks;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
-use crate::state::Shared;
+use super::service_thread::ServiceThread;
+use crate::config::Config;
+use crate::slots::SlotLease;
 use crate::Error;
 
 /// How often the console thread empties the hooks' queues.
@@ -75,20 +74,29 @@ impl ConsoleState {
 /// client's stream.
 pub(crate) struct Console {
     addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    thread: ServiceThread,
 }
 
 impl Console {
     /// Binds `addr` now (a port in use is an error of the start-up call) and serves from the
-    /// `pollwatch-console` thread.
-    pub(crate) fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<Console, Error> {
-        let bind_err = |source| Error::Bind {
+    /// `pollwatch-console` thread. `feed` is hooked mode's slot table and console feed.
+    pub(crate) fn start(
+        addr: SocketAddr,
+        config: &Config,
+        clock: quanta::Clock,
+        feed: Option<(Arc<SlotLease>, Arc<ConsoleState>)>,
+    ) -> Result<Console, Error> {
+        let bind_err = move |source| Error::Bind {
             setting: "console_addr",
             addr,
             source,
         };
-        let Some(state) = shared.console.clone() else {
+        let settings = service::Settings {
+            max_tasks: config.console_max_tasks,
+            retention: config.console_retention,
+            clock,
+        };
+        let Some((slots, state)) = feed else {
             return Err(Error::invalid(
                 "console_addr",
                 addr,
@@ -98,68 +106,23 @@ impl Console {
         let listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
         listener.set_nonblocking(true).map_err(bind_err)?;
         let local = listener.local_addr().map_err(bind_err)?;
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-        let thread = crate::os_thread::spawn_named("pollwatch-console", move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .enable_time()
-                .build();
-            let rt = match rt {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(Error::Runtime(e)));
-                    return;
-                }
-            };
-            let listener = {
-                let _guard = rt.enter();
-                tokio::net::TcpListener::from_std(listener)
-            };
-            let listener = match listener {
-                Ok(l) => l,
-                Err(source) => {
-                    let _ = ready_tx.send(Err(Error::Bind {
-                        setting: "console_addr",
-                        addr,
-                        source,
-                    }));
-                    return;
-                }
-            };
-            let _ = ready_tx.send(Ok(()));
-            rt.block_on(async move {
-                let max_tasks = shared.config.console_max_tasks;
-                let (commands, aggregator) = service::Aggregator::new(shared, state);
+        let thread = ServiceThread::start("pollwatch-console", move |stop| {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_err)?;
+            Ok(async move {
+                let max_tasks = settings.max_tasks;
+                let (commands, aggregator) = service::Aggregator::new(settings, slots, state);
                 tokio::spawn(aggregator.run());
                 tokio::select! {
                     () = service::serve(listener, commands, max_tasks) => {}
                     // Sent by `stop`, or the `Console` was dropped.
-                    _ = stop_rx => {}
+                    _ = stop => {}
                 }
-            });
-            // Dropping the runtime drops the aggregator and every client's connection:
-            // long-lived streams would keep a graceful shutdown waiting forever.
+            })
         })?;
-        let mut console = Console {
+        Ok(Console {
             addr: local,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        };
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(console),
-            Ok(Err(e)) => {
-                console.stop();
-                Err(e)
-            }
-            Err(_) => {
-                console.stop();
-                Err(Error::Thread {
-                    name: "pollwatch-console",
-                    source: std::io::Error::other("the thread ended during start-up"),
-                })
-            }
-        }
+            thread,
+        })
     }
 
     /// The bound address (the real port when asked for port 0).
@@ -169,17 +132,6 @@ impl Console {
 
     /// Stops serving, drops every client and waits for the thread. Idempotent.
     pub(crate) fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        self.stop();
+        self.thread.stop();
     }
 }

@@ -20,7 +20,14 @@ use tonic::{Request, Response, Status};
 
 use super::tasks::{split, TaskMap, WallClock, TASKS_PER_MESSAGE};
 use super::{ConsoleState, DRAIN_INTERVAL, MAX_CLIENTS, PUBLISH_INTERVAL};
-use crate::state::Shared;
+use crate::slots::SlotLease;
+
+/// What the aggregator takes from the agent's configuration.
+pub(super) struct Settings {
+    pub(super) max_tasks: usize,
+    pub(super) retention: std::time::Duration,
+    pub(super) clock: quanta::Clock,
+}
 
 /// Messages a stream holds before its client counts as not reading.
 const STREAM_BUFFER: usize = 16;
@@ -125,7 +132,8 @@ fn offer<T>(sink: &Sink<T>, message: T) -> bool {
 
 /// Owns the task map and every client stream.
 pub(super) struct Aggregator {
-    shared: Arc<Shared>,
+    /// The poll slots the hooks' events are queued by (held: the table stays leased).
+    slots: Arc<SlotLease>,
     state: Arc<ConsoleState>,
     commands: mpsc::Receiver<Command>,
     map: TaskMap,
@@ -140,17 +148,18 @@ pub(super) struct Aggregator {
 
 impl Aggregator {
     pub(super) fn new(
-        shared: Arc<Shared>,
+        settings: Settings,
+        slots: Arc<SlotLease>,
         state: Arc<ConsoleState>,
     ) -> (mpsc::Sender<Command>, Aggregator) {
         let (tx, rx) = mpsc::channel(MAX_CLIENTS);
         let map = TaskMap::new(
-            shared.config.console_max_tasks,
-            shared.config.console_retention,
-            WallClock::new(shared.clock.clone()),
+            settings.max_tasks,
+            settings.retention,
+            WallClock::new(settings.clock),
         );
         let aggregator = Aggregator {
-            shared,
+            slots,
             state,
             commands: rx,
             map,
@@ -242,11 +251,11 @@ impl Aggregator {
         let map = &mut self.map;
         self.state
             .feed
-            .drain(self.shared.slots, |event| map.apply(event, false));
+            .drain(&self.slots, |event| map.apply(event, false));
         for event in early {
             self.map.apply(event, true);
         }
-        let running = self.state.feed.running(self.shared.slots);
+        let running = self.state.feed.running(&self.slots);
         self.map.mark_running(&running);
         self.state.map.store(self.map.counts());
     }

@@ -3,7 +3,7 @@
 //! a plain-text index for scripts (also at `/index.txt`; the page also at `/index.html`).
 //!
 //! It runs on its own OS thread, `pollwatch-http`, with its own single-threaded tokio
-//! runtime, so it answers while every worker of the watched runtime is blocked: that is when
+//! runtime (see `service_thread`), so it answers while every worker of the watched runtime is blocked: that is when
 //! people look. Collection reads atomics and a short-held lock the workers never take.
 //!
 //! It is bounded against bad clients: at most [`MAX_CONNECTIONS`] connections at once
@@ -16,7 +16,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -24,8 +23,9 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::Semaphore;
 
+use super::service_thread::ServiceThread;
 use crate::sampler::Source;
 use crate::Error;
 
@@ -57,8 +57,7 @@ const PATHS: [&str; 7] = [
 /// The running endpoint; stopping it (or dropping it) ends its thread and every connection.
 pub(crate) struct Server {
     addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    thread: ServiceThread,
 }
 
 struct State {
@@ -76,7 +75,7 @@ impl Server {
         token: Option<String>,
         source: Source,
     ) -> Result<Server, Error> {
-        let bind_err = |source| Error::Bind {
+        let bind_err = move |source| Error::Bind {
             setting: "http_addr",
             addr,
             source,
@@ -84,70 +83,24 @@ impl Server {
         let listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
         listener.set_nonblocking(true).map_err(bind_err)?;
         let local = listener.local_addr().map_err(bind_err)?;
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let state = Arc::new(State {
             source,
             token,
             recent: crate::stats::recent::Recent::new(),
         });
-        let thread = crate::os_thread::spawn_named("pollwatch-http", move || {
-            // Built here, not on the caller's thread: the caller may be inside the app's
-            // runtime, where dropping a runtime after a failure would panic.
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .enable_time()
-                .build();
-            let rt = match rt {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(Error::Runtime(e)));
-                    return;
-                }
-            };
-            let listener = {
-                let _guard = rt.enter();
-                tokio::net::TcpListener::from_std(listener)
-            };
-            match listener {
-                Ok(l) => {
-                    let _ = ready_tx.send(Ok(()));
-                    rt.block_on(async move {
-                        tokio::spawn(snapshots(state.clone()));
-                        tokio::spawn(serve(l, state));
-                        // Sent by `stop`, or the `Server` was dropped.
-                        let _ = stop_rx.await;
-                    });
-                }
-                Err(source) => {
-                    let _ = ready_tx.send(Err(Error::Bind {
-                        setting: "http_addr",
-                        addr,
-                        source,
-                    }));
-                }
-            }
-            // Dropping the runtime drops every connection task.
+        let thread = ServiceThread::start("pollwatch-http", move |stop| {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_err)?;
+            Ok(async move {
+                tokio::spawn(snapshots(state.clone()));
+                tokio::spawn(serve(listener, state));
+                // Sent by `stop`, or the `Server` was dropped.
+                let _ = stop.await;
+            })
         })?;
-        let mut server = Server {
+        Ok(Server {
             addr: local,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        };
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(server),
-            Ok(Err(e)) => {
-                server.stop();
-                Err(e)
-            }
-            Err(_) => {
-                server.stop();
-                Err(Error::Thread {
-                    name: "pollwatch-http",
-                    source: std::io::Error::other("the thread ended during start-up"),
-                })
-            }
-        }
+            thread,
+        })
     }
 
     /// The bound address (the real port when asked for port 0).
@@ -157,18 +110,7 @@ impl Server {
 
     /// Stops accepting, drops every connection and waits for the thread. Idempotent.
     pub(crate) fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
+        self.thread.stop();
     }
 }
 
@@ -181,7 +123,7 @@ async fn snapshots(state: Arc<State>) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        state.recent.record(&shared);
+        state.recent.record(&shared.stalls, &shared.probe_delay);
     }
 }
 
@@ -317,7 +259,7 @@ fn page(state: &State, req: &Request<Incoming>) -> Body {
     let sel = selection(req)?;
     let refresh = crate::export::html::refresh_of(req.uri().query())?;
     let recent = match &state.source.shared {
-        Some(s) => state.recent.view(s),
+        Some(s) => state.recent.view(&s.stalls, &s.probe_delay),
         None => crate::stats::recent::RecentView {
             over: Duration::ZERO,
             stalls: 0,

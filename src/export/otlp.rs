@@ -2,7 +2,7 @@
 //! as `/metrics`) and sends them to the collector over OTLP/gRPC.
 //!
 //! It runs on its own OS thread, `pollwatch-otlp`, with its own single-threaded tokio
-//! runtime, never on the app's runtime: a slow or absent collector costs the app nothing.
+//! runtime (see `service_thread`), never on the app's runtime: a slow or absent collector costs the app nothing.
 //! One export is in flight at a time, bounded by `otlp_timeout`; a failed one is dropped, not
 //! queued (the next export carries the same cumulative totals), so an unreachable collector
 //! cannot grow memory. Results are counted in `pollwatch_otlp_exports_total` and failures
@@ -10,14 +10,13 @@
 //! [`SHUTDOWN_EXPORT_TIMEOUT`], so the final counts arrive.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
 
+use super::service_thread::{ServiceThread, StopSignal};
 use crate::config::Config;
 use crate::export::otel::{self, attribute, Times};
 use crate::sampler::Source;
@@ -32,8 +31,7 @@ const THREAD_NAME: &str = "pollwatch-otlp";
 /// The running exporter; stopping it (or dropping it) makes the last export and ends its
 /// thread.
 pub(crate) struct Pusher {
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    thread: ServiceThread,
 }
 
 /// What the thread needs, prepared on the caller's thread so that a bad value is an error
@@ -83,46 +81,19 @@ impl Pusher {
             log_interval: config.log_interval,
             source,
         };
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let thread = crate::os_thread::spawn_named(THREAD_NAME, move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .enable_time()
-                .build();
-            match rt {
-                Ok(rt) => rt.block_on(run(plan, stop_rx)),
-                Err(e) => tracing::error!(
-                    target: "pollwatch",
-                    "pollwatch's OTLP exporter could not start its runtime, no metrics will be pushed: {e}"
-                ),
-            }
-        })?;
-        Ok(Pusher {
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
+        let thread = ServiceThread::start(THREAD_NAME, move |stop| Ok(run(plan, stop)))?;
+        Ok(Pusher { thread })
     }
 
     /// Makes the last export (bounded by [`SHUTDOWN_EXPORT_TIMEOUT`]) and waits for the
     /// thread. Idempotent.
     pub(crate) fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Pusher {
-    fn drop(&mut self) {
-        self.stop();
+        self.thread.stop();
     }
 }
 
 /// The export loop: until stopped, one export per interval; then the last one.
-async fn run(plan: Plan, mut stop: oneshot::Receiver<()>) {
+async fn run(plan: Plan, mut stop: StopSignal) {
     // Lazy: connects at the first export, and again after a failure, so a collector that
     // starts after the app is found without any special case.
     let mut client = MetricsServiceClient::new(plan.endpoint.connect_lazy());

@@ -1,0 +1,4 @@
+//! Crate-internal macros.
+
+#[macro_use]
+mod cfg;
