@@ -263,12 +263,11 @@ impl Builder {
             let runtime = builder.build().map_err(Error::Runtime)?;
             return Ok((runtime, Agent::disabled()));
         }
-        let mode = if cfg!(tokio_unstable) {
-            Mode::Hooked
+        let shared = Arc::new(if cfg!(tokio_unstable) {
+            Shared::new_hooked(config)
         } else {
-            Mode::Attach
-        };
-        let shared = Arc::new(Shared::new(config, mode));
+            Shared::new_attach(config)
+        });
         hooks::install(builder, &shared, self.user_hooks);
         let runtime = builder.build().map_err(Error::Runtime)?;
         if let Some(threads) = shared.threads() {
@@ -311,7 +310,7 @@ impl Builder {
         if !config.enabled {
             return Ok(Agent::disabled());
         }
-        let shared = Arc::new(Shared::new(config, Mode::Attach));
+        let shared = Arc::new(Shared::new_attach(config));
         if let Some(threads) = shared.threads() {
             crate::attach::attached(threads, &shared.clock, handle);
         }

@@ -296,7 +296,6 @@ cfg_hooked! {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::state::Mode;
     use crate::stats::histogram::HistogramSnapshot;
 
     /// What the hooks left behind after 100 tasks × 10 polls on two workers.
@@ -311,7 +310,7 @@ mod tests {
     }
 
     fn run(config: Config) -> Recorded {
-        let shared = Arc::new(Shared::new(config, Mode::Hooked));
+        let shared = Arc::new(Shared::new_hooked(config));
         let mut builder = tokio::runtime::Builder::new_multi_thread();
         builder.worker_threads(2);
         install(&mut builder, &shared, UserHooks::default());

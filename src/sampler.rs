@@ -384,10 +384,9 @@ fn one(value: Value) -> Vec<Sample> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
     fn shared(mode: Mode) -> Arc<Shared> {
-        let s = Arc::new(Shared::new(Config::default(), mode));
+        let s = Arc::new(Shared::for_test(mode));
         let _ = s.runtime_label.set("test".into());
         s
     }

@@ -125,13 +125,28 @@ impl HookedState {
 }
 
 impl Shared {
-    /// The state of an agent in `mode` (hooked or attach: a disabled agent has none).
-    pub(crate) fn new(config: Config, mode: Mode) -> Self {
-        let mode = match mode {
-            Mode::Hooked => ModeState::Hooked(Arc::new(HookedState::new(&config))),
-            Mode::Attach => ModeState::Attach(Arc::default()),
-            Mode::Disabled => unreachable!("a disabled agent has no shared state"),
-        };
+    /// The state of a hooked-mode agent.
+    pub(crate) fn new_hooked(config: Config) -> Self {
+        let hooked = ModeState::Hooked(Arc::new(HookedState::new(&config)));
+        Shared::with(config, hooked)
+    }
+
+    /// The state of an attach-mode agent. (A disabled agent has none.)
+    pub(crate) fn new_attach(config: Config) -> Self {
+        Shared::with(config, ModeState::Attach(Arc::default()))
+    }
+
+    /// Default settings in `mode`, for unit tests that run over both modes.
+    #[cfg(test)]
+    pub(crate) fn for_test(mode: Mode) -> Self {
+        match mode {
+            Mode::Hooked => Shared::new_hooked(Config::default()),
+            Mode::Attach => Shared::new_attach(Config::default()),
+            Mode::Disabled => panic!("a disabled agent has no shared state"),
+        }
+    }
+
+    fn with(config: Config, mode: ModeState) -> Self {
         Shared {
             stalls: StallLog::new(config.max_reports, config.max_callsites + 1),
             flame: FlameTable::new(),

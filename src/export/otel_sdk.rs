@@ -285,7 +285,7 @@ mod tests {
     use crate::state::{Mode, Shared};
 
     fn link() -> Link {
-        let shared = Arc::new(Shared::new(Config::default(), Mode::Attach));
+        let shared = Arc::new(Shared::new_attach(Config::default()));
         let _ = shared.runtime_label.set("rt".into());
         Link::new(Source {
             shared: Some(shared),
@@ -347,7 +347,7 @@ mod tests {
             .build()
             .unwrap();
         for mode in [Mode::Hooked, Mode::Attach] {
-            let shared = Arc::new(Shared::new(Config::default(), mode));
+            let shared = Arc::new(Shared::for_test(mode));
             let c = Source {
                 shared: Some(shared),
                 handle: Some(rt.handle().clone()),

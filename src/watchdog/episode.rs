@@ -225,7 +225,6 @@ fn millis(d: Duration) -> f64 {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::state::Mode;
     use std::time::Instant;
 
     const MS: Duration = Duration::from_millis(1);
@@ -278,7 +277,7 @@ mod tests {
             stall_threshold: 100 * MS,
             ..Config::default()
         };
-        let shared = Arc::new(Shared::new(config, Mode::Hooked));
+        let shared = Arc::new(Shared::new_hooked(config));
         let (reporter, symbolizer) = Reporter::spawn(shared.clone(), false).unwrap();
         let mut episodes = Episodes::new(shared.clone(), None, reporter);
         let mut ep = episodes.open(Suspect {
