@@ -31,13 +31,9 @@ pub fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slots::{PollView, SlotTable};
+    use crate::slots::tests::view;
+    use crate::slots::SlotTable;
     use std::panic::Location;
-
-    #[track_caller]
-    fn view(slot: &PollSlot) -> PollView {
-        slot.view().expect("nobody writes: the view is consistent")
-    }
 
     #[test]
     fn allow_blocking_exempts_the_calling_threads_poll_only_inside_the_scope() {

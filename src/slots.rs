@@ -487,14 +487,15 @@ pub(crate) fn this_threads_slot() -> Option<&'static PollSlot> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
+    /// The slot's state in a test where nobody writes to it meanwhile.
     #[track_caller]
-    fn view(slot: &PollSlot) -> PollView {
+    pub(crate) fn view(slot: &PollSlot) -> PollView {
         slot.view().expect("nobody writes: the view is consistent")
     }
 
