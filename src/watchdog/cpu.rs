@@ -79,31 +79,77 @@ fn current_syscall(tid: i32) -> Option<i64> {
     text.split_ascii_whitespace().next()?.parse::<i64>().ok()
 }
 
-/// Whether thread `tid` is asleep in the kernel on something other than a timer: a lock (a
-/// futex: `std::sync::Mutex`, the allocator's lock), the kernel's own locks (`brk`, `mmap`,
-/// a page fault), I/O. Unlike a sleep, such a wait can be another thread's doing.
-fn asleep_on_something_else_than_a_timer(tid: i32) -> bool {
-    if !matches!(scheduler_state(tid), Some(b'S' | b'D')) {
-        return false;
+/// What a thread is doing in the kernel, as far as a wait can be blamed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// Running or runnable, or its state is unknown: not a wait.
+    None,
+    /// Asleep on a timer (`nanosleep`, `clock_nanosleep`): always its own code's doing.
+    Timer,
+    /// Asleep inside a call that changes the address space (`brk`, `mmap`, `mprotect`, ...:
+    /// the allocator growing or trimming its heap). The only sleeps there are the process's
+    /// address-space lock, held by another of its threads, and memory reclaim: the host's.
+    AddressSpace,
+    /// Asleep on anything else: a futex (`std::sync::Mutex`, the allocator's lock), I/O.
+    Other,
+}
+
+/// The system calls whose only sleeps are the address-space lock and memory reclaim.
+#[cfg(target_os = "linux")]
+const ADDRESS_SPACE_CALLS: [i64; 6] = [
+    libc::SYS_brk,
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mprotect,
+    libc::SYS_mremap,
+    libc::SYS_madvise,
+];
+
+/// Classifies a thread from its scheduler state letter and its current system call.
+fn wait_of(state: Option<u8>, syscall: Option<i64>) -> Wait {
+    if !matches!(state, Some(b'S' | b'D')) {
+        return Wait::None;
     }
     #[cfg(target_os = "linux")]
     {
-        let sleeping = [libc::SYS_nanosleep, libc::SYS_clock_nanosleep];
-        !current_syscall(tid).is_some_and(|n| sleeping.contains(&n))
+        let timers = [libc::SYS_nanosleep, libc::SYS_clock_nanosleep];
+        match syscall {
+            Some(n) if timers.contains(&n) => Wait::Timer,
+            Some(n) if ADDRESS_SPACE_CALLS.contains(&n) => Wait::AddressSpace,
+            _ => Wait::Other,
+        }
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = current_syscall;
-        false
+        let _ = syscall;
+        Wait::None
     }
 }
 
-/// Host-stall guard for waits: thread `tid` is asleep on something other than a timer while
-/// another thread of this process is runnable but not running, most likely what it waits
-/// for (the holder of its lock). Not a blocking future: the host's. Called only when such a
-/// wait is about to become a stall, never per tick; it sleeps 1 ms on the caller's thread.
+/// What thread `tid` waits on right now.
+fn wait_of_thread(tid: i32) -> Wait {
+    wait_of(scheduler_state(tid), current_syscall(tid))
+}
+
+/// Whether thread `tid` is asleep inside an address-space call (see [`Wait::AddressSpace`]).
+pub(crate) fn asleep_in_an_address_space_call(tid: i32) -> bool {
+    wait_of_thread(tid) == Wait::AddressSpace
+}
+
+/// Host-stall guard for waits: thread `tid` waits for the host, not for its own code. It is
+/// asleep inside an address-space call (the allocator growing its heap waits for the
+/// process's address-space lock, which page faults and `/proc/self/maps` readers in other
+/// threads hold, and on a busy host those holders are descheduled with it), or asleep on
+/// something other than a timer while another thread of this process is runnable but not
+/// running, most likely what it waits for (the holder of its lock). Not a blocking future.
+/// Called only when such a wait is about to become a stall, never per tick; it may sleep
+/// 1 ms on the caller's thread.
 pub(crate) fn waits_for_a_starved_thread(tid: i32) -> bool {
-    asleep_on_something_else_than_a_timer(tid) && another_thread_is_starved(tid)
+    match wait_of_thread(tid) {
+        Wait::None | Wait::Timer => false,
+        Wait::AddressSpace => true,
+        Wait::Other => another_thread_is_starved(tid),
+    }
 }
 
 /// Threads looked at, at most, by [`another_thread_is_starved`].
@@ -317,6 +363,27 @@ mod tests {
         assert!(spin.on_cpu + spin.runqueue > 0.5, "{spin:?}");
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_allocator_asleep_in_an_address_space_call_waits_for_the_host_and_a_sleep_does_not() {
+        assert_eq!(wait_of(Some(b'R'), Some(libc::SYS_mprotect)), Wait::None);
+        assert_eq!(wait_of(None, Some(libc::SYS_mprotect)), Wait::None);
+        for call in ADDRESS_SPACE_CALLS {
+            assert_eq!(wait_of(Some(b'D'), Some(call)), Wait::AddressSpace);
+            assert_eq!(wait_of(Some(b'S'), Some(call)), Wait::AddressSpace);
+        }
+        assert_eq!(wait_of(Some(b'S'), Some(libc::SYS_nanosleep)), Wait::Timer);
+        assert_eq!(
+            wait_of(Some(b'S'), Some(libc::SYS_clock_nanosleep)),
+            Wait::Timer
+        );
+        assert_eq!(wait_of(Some(b'S'), Some(libc::SYS_futex)), Wait::Other);
+        assert_eq!(wait_of(Some(b'D'), Some(libc::SYS_read)), Wait::Other);
+        // A page fault (no system call) may be a file read from disk: the future's.
+        assert_eq!(wait_of(Some(b'D'), Some(-1)), Wait::Other);
+        assert_eq!(wait_of(Some(b'S'), None), Wait::Other);
+    }
+
     #[test]
     fn a_lock_wait_can_be_another_thread_s_doing_and_a_sleep_cannot() {
         use std::sync::atomic::{AtomicI32, Ordering::*};
@@ -338,8 +405,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         let (s, w) = (SLEEPER.load(Acquire), WAITER.load(Acquire));
         if scheduler_state(s).is_some() && current_syscall(s).is_some() {
-            assert!(!asleep_on_something_else_than_a_timer(s), "a sleep");
-            assert!(asleep_on_something_else_than_a_timer(w), "a mutex wait");
+            assert_eq!(wait_of_thread(s), Wait::Timer, "a sleep");
+            assert_eq!(wait_of_thread(w), Wait::Other, "a mutex wait");
             assert!(!waits_for_a_starved_thread(s), "a sleep is never excused");
         }
         drop(held);

@@ -19,10 +19,13 @@
 //! run-queue time, plus the wait going on right now, seen from its exact CPU clock) does not
 //! count towards the threshold. On a loaded machine (parallel tests on two cores) a short
 //! poll can be descheduled for tens of milliseconds: that is not a blocking future. Nor is
-//! a poll asleep on anything but a timer (a mutex, the allocator's lock, the kernel's memory
-//! map lock in `brk`) while another thread of the process is runnable but not running,
-//! which is most likely the holder: it opens only on a later look at which no thread of the
-//! process is starved. A `thread::sleep` needs no other thread and is never excused.
+//! a poll asleep on anything but a timer (a mutex, the allocator's lock) while another
+//! thread of the process is runnable but not running, which is most likely the holder: it
+//! opens only on a later look at which no thread of the process is starved. Nor is a poll
+//! asleep inside an address-space call (`brk`, `mmap`, `mprotect`, ...: the allocator
+//! growing its heap), whose only sleeps are the process's address-space lock, held by its
+//! other threads' page faults, and memory reclaim. A `thread::sleep` needs no other thread
+//! and is never excused.
 
 use std::time::Duration;
 

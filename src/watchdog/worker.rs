@@ -28,8 +28,9 @@
 //!    not late, a stall opens for it unless it is inside `allow_blocking` (and it counts
 //!    from the end of the last such scope seen), asleep on anything but a timer while
 //!    another thread of the process is runnable but not running (most likely what it waits
-//!    for), or its CPU share
-//!    says the host starved it. Its stack is captured, `kind` comes from its CPU time over
+//!    for), asleep inside an address-space call (`brk`, `mmap`, `mprotect`, ...: the
+//!    process's address-space lock or memory reclaim), or its CPU share says the host
+//!    starved it. Its stack is captured, `kind` comes from its CPU time over
 //!    the silence, `worker` is the index whose counters stopped; `task_id` and `spawned_at`
 //!    are unknown.
 //!
@@ -43,7 +44,8 @@
 //! the probe, so they never are). Several: after one
 //! more tick, the one that never came and went during the silence; if still several, the
 //! worker is reported without a thread (`tid` 0, `capture: "failed"`; `kind` only if all
-//! agree). None (no thread the agent has met, or none stuck): no report, since nothing can
+//! agree), unless any of them was starved or asleep in an address-space call, or some
+//! thread of the process is runnable but not running: the stuck one may be the host's. None (no thread the agent has met, or none stuck): no report, since nothing can
 //! show that the host did not simply starve it.
 //!
 //! **`current_thread` runtimes** are driven by whichever thread calls `block_on`, and one
@@ -583,14 +585,18 @@ impl AttachDetector {
                 (Some(e), kind, from)
             }
             Culprit::Unresolved(cands) => {
-                let shares: Vec<Option<CpuShare>> =
-                    cands.iter().map(|e| self.share_of(e, None)).collect();
-                if !shares.is_empty() && shares.iter().all(|s| s.is_some_and(|s| s.starved())) {
-                    return true;
-                }
-                // No thread to look at: while some thread of the process waits for a CPU,
-                // a worker that cannot be told apart may be waiting for it.
-                if cpu::another_thread_is_starved(0) {
+                // The stuck thread is one of these and nothing tells which: if any of them
+                // was kept off the CPU by the host, or waits for it, it may be that one, and
+                // a report would blame a future for the host's doing.
+                let starved = cands
+                    .iter()
+                    .any(|e| self.share_of(e, None).is_some_and(|s| s.starved()));
+                let allocating = cands
+                    .iter()
+                    .any(|e| cpu::asleep_in_an_address_space_call(e.tid()));
+                // While some thread of the process waits for a CPU, a worker that cannot be
+                // told apart may be waiting for it.
+                if starved || allocating || cpu::another_thread_is_starved(0) {
                     return true;
                 }
                 // The stuck thread is one of these: if they all agree, so does it.
