@@ -21,9 +21,28 @@ fn compress_the_blocks(d: Duration) -> u64 {
     support::busy_for(d)
 }
 
-#[test]
-fn folded_stacks_sum_to_the_sampled_time() {
-    let _serial = support::serial();
+/// Runs of the two-phase stall at most, when the host slows captures past the design's bar.
+const ATTEMPTS: usize = 3;
+/// The design's capture-pause bar (DESIGN §6): a host that makes captures slower than this
+/// makes the sampler (rightly) too sparse to time a change of phase.
+const CAPTURE_PAUSE_BAR_MS: f64 = 1.0;
+
+/// One agent that has seen one poll spend 1 s in each of two functions.
+struct TwoPhases {
+    _rt: tokio::runtime::Runtime,
+    agent: pollwatch::Agent,
+    addr: std::net::SocketAddr,
+    spawn_line: String,
+    ours: pollwatch::StallReport,
+    lines: Vec<(String, u64)>,
+    /// Time attributed to each phase, ms.
+    checksum_ms: f64,
+    compress_ms: f64,
+    /// The mean pause of the stuck thread per capture, ms.
+    pause_each_ms: f64,
+}
+
+fn two_phases() -> TwoPhases {
     let (rt, agent) = support::runtime_with(
         pollwatch::Agent::builder()
             .stall_threshold(Duration::from_millis(25))
@@ -46,7 +65,8 @@ fn folded_stacks_sum_to_the_sampled_time() {
     let ours = done
         .iter()
         .find(|r| r.duration_ms >= 1950.0)
-        .unwrap_or_else(|| panic!("one stall of the whole poll: {done:#?}"));
+        .unwrap_or_else(|| panic!("one stall of the whole poll: {done:#?}"))
+        .clone();
 
     let lines = folded_when(addr, "", (stalls_ms * 1000.0) as u64 - 200);
     assert!(!lines.is_empty(), "{done:#?}");
@@ -63,6 +83,23 @@ fn folded_stacks_sum_to_the_sampled_time() {
         (sum_ms - stalls_ms).abs() <= 0.1 + 0.001 * lines.len() as f64,
         "folded total {sum_ms} ms, stalls {stalls_ms} ms"
     );
+    let (samples, _, paused) = agent.__flame_totals();
+    TwoPhases {
+        checksum_ms: time_in(&lines, "checksum_the_blocks") as f64 / 1000.0,
+        compress_ms: time_in(&lines, "compress_the_blocks") as f64 / 1000.0,
+        pause_each_ms: paused.as_secs_f64() * 1e3 / samples.max(1) as f64,
+        _rt: rt,
+        agent,
+        addr,
+        spawn_line,
+        ours,
+        lines,
+    }
+}
+
+#[test]
+fn folded_stacks_sum_to_the_sampled_time() {
+    let _serial = support::serial();
     // Both phases lasted 1 s. Sampling only at 1×, 2×, 4× and 8× the threshold would give
     // the first 200 ms and the second 1 800 ms. The time between two samples is split
     // between them, so the error is at most half the gap around the change of phase. Samples
@@ -70,15 +107,39 @@ fn folded_stacks_sum_to_the_sampled_time() {
     // capture pauses the thread for 50 µs, but on a host so loaded that the watchdog waits
     // milliseconds to run, captures cost that much and samples are that much rarer. So the
     // tolerance is the gap the measured pause allows (at least 100 ms), capped at 600 ms,
-    // which still fails when no sample falls within the stall.
-    let a = time_in(&lines, "checksum_the_blocks") as f64 / 1000.0;
-    let b = time_in(&lines, "compress_the_blocks") as f64 / 1000.0;
-    let (samples, _, paused) = agent.__flame_totals();
-    let pause_each_ms = paused.as_secs_f64() * 1e3 / samples.max(1) as f64;
+    // which still fails when no sample falls within the stall. Captures slower than the
+    // design's bar (seen in CI: 2.8 ms each) leave the report's own captures at 1×–8× the
+    // threshold over the budget until well past the change of phase, so such a run says
+    // nothing about the split and is run again, at most `ATTEMPTS` times in all.
+    let mut attempt = 1;
+    let p = loop {
+        let p = two_phases();
+        if p.pause_each_ms <= CAPTURE_PAUSE_BAR_MS || attempt == ATTEMPTS {
+            break p;
+        }
+        eprintln!(
+            "attempt {attempt}: captures paused the thread {:.0} µs each, over the {} ms \
+             bar: the host is too loaded to time the change of phase, running again",
+            p.pause_each_ms * 1e3,
+            CAPTURE_PAUSE_BAR_MS
+        );
+        attempt += 1;
+    };
+    let TwoPhases {
+        agent,
+        addr,
+        spawn_line,
+        ours,
+        lines,
+        checksum_ms: a,
+        compress_ms: b,
+        pause_each_ms,
+        ..
+    } = p;
     let tolerance = (200.0 * pause_each_ms * 1.5).clamp(100.0, 600.0);
     eprintln!(
-        "checksum_the_blocks {a:.1} ms, compress_the_blocks {b:.1} ms; {samples} samples, \
-         {:.0} µs pause each: tolerance {tolerance:.0} ms",
+        "checksum_the_blocks {a:.1} ms, compress_the_blocks {b:.1} ms; {:.0} µs pause each: \
+         tolerance {tolerance:.0} ms",
         pause_each_ms * 1e3
     );
     assert!(
