@@ -21,8 +21,10 @@
 //!    run this worker are sampled every tick: each tick shows a thread *stuck* (wanted the
 //!    CPU most of the tick, or runnable at the tick, or asleep in the kernel without
 //!    running), *starved* (runnable but not run at all) or *moving* (came and went);
-//! 4. a candidate thread is stuck for the threshold when the silence, minus the ticks it
-//!    was starved, covers it; a thread that polled one of pollwatch's tasks during the
+//! 4. a candidate thread is stuck for the threshold when the silence, minus the time it
+//!    waited for a CPU (ticks it did not run at all, and the run-queue time the kernel
+//!    accounted), covers it; a thread first watched well into the silence counts from
+//!    then (before, the host may have kept it off the CPU); a thread that polled one of pollwatch's tasks during the
 //!    silence was not stuck then, so its count starts at that poll (on a `current_thread`
 //!    runtime, see below). On a tick that was
 //!    not late, a stall opens for it unless it is inside `allow_blocking` (and it counts
@@ -53,7 +55,7 @@
 //! stuck one. So the candidate is the thread that drove it last (tokio's
 //! `worker_thread_id` under `tokio_unstable`; else the last to poll the probe, park, build
 //! the runtime or attach), and it must have looked stuck on every tick for the threshold
-//! (starved ticks aside): a tick where it came and went restarts the count, and the stall
+//! (time it waited for a CPU aside): a tick where it came and went restarts the count, and the stall
 //! counts from there. Before the runtime is first seen running, a stall also needs a task
 //! that is not waiting in the injection queue (`num_alive_tasks > global_queue_depth`).
 //!
@@ -178,10 +180,10 @@ struct Track {
     /// Some tick showed the thread come and go (else the stretch is the whole track, and
     /// a track that began after the silence did tells nothing of the ticks before it).
     moved: bool,
-    /// Time in that stretch (and since the track began) the thread was runnable but not
-    /// run at all: the host's, not the future's, so it does not count towards a stall.
-    starved: Duration,
-    starved_total: Duration,
+    /// Time in that stretch (and since the track began) the thread waited for a CPU: the
+    /// host's, not the future's, so it does not count towards a stall.
+    host: HostWait,
+    host_total: HostWait,
     /// Ticks that wanted the CPU (stuck on it, or starved of it) and ticks asleep, since the
     /// track began and in the current stretch: the stall's `kind` by majority, which unlike
     /// CPU time does not miss run-queue time the kernel has not accounted yet.
@@ -219,6 +221,31 @@ impl Votes {
     }
 }
 
+/// The time a thread waited for a CPU, from two sources that overlap: a tick where it did
+/// not run at all counts whole at once (the kernel accounts a wait only when it ends), and
+/// the run-queue time the kernel has accounted counts once the part of it already counted
+/// that way is used up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct HostWait {
+    waited: Duration,
+    /// Starved ticks' time that the kernel's run-queue time has not accounted yet.
+    unaccounted: Duration,
+}
+
+impl HostWait {
+    /// One tick of `wall` time, `starved` (not run at all) or not, over which the kernel's
+    /// run-queue time grew by `queued`.
+    fn add(&mut self, starved: bool, wall: Duration, queued: Duration) {
+        let fresh = queued.saturating_sub(self.unaccounted);
+        self.unaccounted = self.unaccounted.saturating_sub(queued);
+        self.waited += fresh;
+        if starved {
+            self.waited += wall;
+            self.unaccounted += wall;
+        }
+    }
+}
+
 /// What one tick shows of a thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Look {
@@ -244,8 +271,8 @@ impl Track {
             stuck_after: now,
             stuck_base: s,
             moved: false,
-            starved: Duration::ZERO,
-            starved_total: Duration::ZERO,
+            host: HostWait::default(),
+            host_total: HostWait::default(),
             votes: Votes::default(),
             stretch_votes: Votes::default(),
             exempt_exits: e.exempt_exits(),
@@ -278,22 +305,20 @@ impl Track {
             Look::Starved => Some(StallKind::Cpu),
             Look::Moving => None,
         };
-        match look {
-            Look::Stuck(_) => {}
-            Look::Starved => {
-                if let (Some(a), Some(b)) = (&self.last, &s) {
-                    self.starved += b.at.saturating_duration_since(a.at);
-                    self.starved_total += b.at.saturating_duration_since(a.at);
-                }
+        if let (Some(a), Some(b)) = (&self.last, &s) {
+            let wall = b.at.saturating_duration_since(a.at);
+            let queued = Duration::from_nanos(b.runqueue_ns.saturating_sub(a.runqueue_ns));
+            for host in [&mut self.host, &mut self.host_total] {
+                host.add(look == Look::Starved, wall, queued);
             }
-            Look::Moving => {
-                self.moved = true;
-                self.stuck_after = self.last.map_or(now, |l| l.at);
-                self.stuck_since = now;
-                self.stuck_base = s;
-                self.starved = Duration::ZERO;
-                self.stretch_votes = Votes::default();
-            }
+        }
+        if look == Look::Moving {
+            self.moved = true;
+            self.stuck_after = self.last.map_or(now, |l| l.at);
+            self.stuck_since = now;
+            self.stuck_base = s;
+            self.host = HostWait::default();
+            self.stretch_votes = Votes::default();
         }
         if let Some(kind) = vote {
             self.votes.add(kind);
@@ -649,8 +674,10 @@ impl AttachDetector {
     /// How long `e`'s thread has been stuck, if it can tell, and the instant the stall
     /// counts from (an upper bound of its start).
     ///
-    /// Multi-thread worker: the silence, minus the ticks the thread was runnable but not run
-    /// at all (the host starved it: not the future's fault). `current_thread` runtime: a
+    /// Multi-thread worker: the silence (from the thread's first sample, if that came well
+    /// into it), minus the time the thread waited for a CPU (the host's, not the future's:
+    /// on a loaded host 61 short polls, the most tokio runs without publishing, can take
+    /// longer than the threshold). `current_thread` runtime: a
     /// runtime nobody drives is as silent as a stuck one, so its last driver must also have
     /// looked stuck on every tick (wanted the CPU most of the tick, or did not run while
     /// asleep in the kernel); a tick where it came and went restarts the count. Either way,
@@ -675,12 +702,19 @@ impl AttachDetector {
             .iter()
             .find(|t| t.tid == e.tid())
             .filter(|t| t.last.is_some());
-        let mut starved = track.map_or(Duration::ZERO, |t| t.starved_total);
+        let mut waited = track.map_or(Duration::ZERO, |t| t.host_total.waited);
+        if let Some(t) = track {
+            // Watched only from well into the silence: what came before is unknown (the
+            // host may have kept it off the CPU then), so the count starts there.
+            if let Some(first) = t.first.filter(|f| f.at > w.since + slack) {
+                since = since.max(first.at);
+            }
+        }
         if let Some(t) = track.filter(|_| self.current_thread) {
             if t.moved && t.stuck_since > w.since + slack {
                 (since, from) = (t.stuck_since, t.stuck_after);
             }
-            starved = t.starved;
+            waited = t.host.waited;
         }
         // Blocking inside `allow_blocking` was allowed: the stall counts from its end.
         let allowed = self
@@ -704,7 +738,7 @@ impl AttachDetector {
         let stuck = now
             .saturating_duration_since(since)
             .saturating_sub(lost)
-            .saturating_sub(starved);
+            .saturating_sub(waited);
         (stuck, from)
     }
 
@@ -924,5 +958,71 @@ fn candidates(
         known
     } else {
         possible
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn sample(base: Instant, at_ms: u64, on_cpu_ms: u64, queued_ms: u64, slices: u64) -> CpuSample {
+        CpuSample {
+            at: base + Duration::from_millis(at_ms),
+            on_cpu_ns: on_cpu_ms * 1_000_000,
+            runqueue_ns: queued_ms * 1_000_000,
+            timeslices: slices,
+        }
+    }
+
+    #[test]
+    fn a_tick_reads_as_stuck_starved_or_moving() {
+        let t = Instant::now();
+        let a = sample(t, 0, 100, 50, 10);
+        // Ran the whole tick: a busy loop.
+        assert_eq!(
+            look(&a, &sample(t, 2, 102, 50, 10), Some(b'R')),
+            Look::Stuck(StallKind::Cpu)
+        );
+        // Did not run, asleep: a sleep or a lock wait.
+        assert_eq!(
+            look(&a, &sample(t, 2, 100, 50, 10), Some(b'S')),
+            Look::Stuck(StallKind::OffCpu)
+        );
+        // Did not run, runnable: the host's.
+        assert_eq!(
+            look(&a, &sample(t, 2, 100, 50, 10), Some(b'R')),
+            Look::Starved
+        );
+        // Ran a little between sleeps: comes and goes.
+        assert_eq!(
+            look(&a, &sample(t, 10, 101, 50, 14), Some(b'S')),
+            Look::Moving
+        );
+        // Ran a third of the tick and waited for a CPU the rest: wanted the CPU throughout.
+        assert_eq!(
+            look(&a, &sample(t, 9, 103, 56, 13), Some(b'S')),
+            Look::Stuck(StallKind::Cpu)
+        );
+    }
+
+    #[test]
+    fn time_waited_for_a_cpu_is_counted_once_from_either_source() {
+        let mut w = HostWait::default();
+        // A tick of queueing the kernel accounted: 1 ms of a 2 ms tick.
+        w.add(false, 2 * MS, MS);
+        assert_eq!(w.waited, MS);
+        // Two ticks not run at all: 4 ms at once, before the kernel accounts any of it.
+        w.add(true, 2 * MS, Duration::ZERO);
+        w.add(true, 2 * MS, Duration::ZERO);
+        assert_eq!(w.waited, 5 * MS);
+        // The wait ends: the kernel accounts 5 ms, 4 of which were counted already.
+        w.add(false, 2 * MS, 5 * MS);
+        assert_eq!(w.waited, 6 * MS);
+        assert_eq!(w.unaccounted, Duration::ZERO);
+        // Later queueing counts in full again.
+        w.add(false, 2 * MS, MS);
+        assert_eq!(w.waited, 7 * MS);
     }
 }
