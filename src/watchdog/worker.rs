@@ -23,7 +23,7 @@
 //!    running), *starved* (runnable but not run at all) or *moving* (came and went);
 //! 4. a candidate thread is stuck for the threshold when the silence, minus the time it
 //!    waited for a CPU (ticks it did not run at all, and the run-queue time the kernel
-//!    accounted), covers it; a thread first watched well into the silence counts from
+//!    accounted in ticks where it was at least a quarter of the tick), covers it; a thread first watched well into the silence counts from
 //!    then (before, the host may have kept it off the CPU); a thread that polled one of pollwatch's tasks during the
 //!    silence was not stuck then, so its count starts at that poll (on a `current_thread`
 //!    runtime, see below). On a tick that was
@@ -221,10 +221,15 @@ impl Votes {
     }
 }
 
+/// A tick's run-queue time counts when it is at least this fraction (inverted) of the tick.
+const HOST_SHARE: u32 = 4;
+
 /// The time a thread waited for a CPU, from two sources that overlap: a tick where it did
 /// not run at all counts whole at once (the kernel accounts a wait only when it ends), and
 /// the run-queue time the kernel has accounted counts once the part of it already counted
-/// that way is used up.
+/// that way is used up. A tick with less than [`HOST_SHARE`]⁻¹ of run-queue time counts
+/// none of it: that much is the ordinary latency of waking up and sharing a core, which
+/// every poll pays, and not the host holding the thread back.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct HostWait {
     waited: Duration,
@@ -238,7 +243,9 @@ impl HostWait {
     fn add(&mut self, starved: bool, wall: Duration, queued: Duration) {
         let fresh = queued.saturating_sub(self.unaccounted);
         self.unaccounted = self.unaccounted.saturating_sub(queued);
-        self.waited += fresh;
+        if queued * HOST_SHARE >= wall {
+            self.waited += fresh;
+        }
         if starved {
             self.waited += wall;
             self.unaccounted += wall;
@@ -1010,6 +1017,9 @@ mod tests {
     #[test]
     fn time_waited_for_a_cpu_is_counted_once_from_either_source() {
         let mut w = HostWait::default();
+        // Waking up and sharing a core: 0.4 ms of a 2 ms tick is the poll's own time.
+        w.add(false, 2 * MS, Duration::from_micros(400));
+        assert_eq!(w.waited, Duration::ZERO);
         // A tick of queueing the kernel accounted: 1 ms of a 2 ms tick.
         w.add(false, 2 * MS, MS);
         assert_eq!(w.waited, MS);
