@@ -144,7 +144,7 @@ pub(crate) fn asleep_in_an_address_space_call(tid: i32) -> bool {
 /// running, most likely what it waits for (the holder of its lock). Not a blocking future.
 /// Called only when such a wait is about to become a stall, never per tick; it may sleep
 /// 1 ms on the caller's thread.
-pub(crate) fn waits_for_a_starved_thread(tid: i32) -> bool {
+pub(crate) fn waits_for_the_host(tid: i32) -> bool {
     match wait_of_thread(tid) {
         Wait::None | Wait::Timer => false,
         Wait::AddressSpace => true,
@@ -407,7 +407,7 @@ mod tests {
         if scheduler_state(s).is_some() && current_syscall(s).is_some() {
             assert_eq!(wait_of_thread(s), Wait::Timer, "a sleep");
             assert_eq!(wait_of_thread(w), Wait::Other, "a mutex wait");
-            assert!(!waits_for_a_starved_thread(s), "a sleep is never excused");
+            assert!(!waits_for_the_host(s), "a sleep is never excused");
         }
         drop(held);
         waiter.join().unwrap();

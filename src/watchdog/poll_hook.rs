@@ -171,7 +171,7 @@ impl PollHookDetector {
                 age: age.saturating_sub(queued),
                 ..running
             };
-            if !judge(&own, &rules, || share).is_stall() || cpu::waits_for_a_starved_thread(tid) {
+            if !judge(&own, &rules, || share).is_stall() || cpu::waits_for_the_host(tid) {
                 continue;
             }
             let thread = w.thread.as_ref();

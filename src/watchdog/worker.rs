@@ -23,18 +23,18 @@
 //!    running), *starved* (runnable but not run at all) or *moving* (came and went);
 //! 4. a candidate thread is stuck for the threshold when the silence, minus the time it
 //!    waited for a CPU (ticks it did not run at all, and the run-queue time the kernel
-//!    accounted in ticks where it was at least a quarter of the tick), covers it; a thread first watched well into the silence counts from
-//!    then (before, the host may have kept it off the CPU); a thread that polled one of pollwatch's tasks during the
-//!    silence was not stuck then, so its count starts at that poll (on a `current_thread`
-//!    runtime, see below). On a tick that was
-//!    not late, a stall opens for it unless it is inside `allow_blocking` (and it counts
-//!    from the end of the last such scope seen), asleep on anything but a timer while
-//!    another thread of the process is runnable but not running (most likely what it waits
-//!    for), asleep inside an address-space call (`brk`, `mmap`, `mprotect`, ...: the
-//!    process's address-space lock or memory reclaim), or its CPU share says the host
-//!    starved it. Its stack is captured, `kind` comes from its CPU time over
-//!    the silence, `worker` is the index whose counters stopped; `task_id` and `spawned_at`
-//!    are unknown.
+//!    accounted in ticks where it was at least a quarter of the tick), covers it; a thread
+//!    first watched well into the silence counts from then (before, the host may have kept
+//!    it off the CPU); a thread that polled one of pollwatch's tasks during the silence was
+//!    not stuck then, so its count starts at that poll (on a `current_thread` runtime, see
+//!    below). On a tick that was not late, a stall opens for it unless it is inside
+//!    `allow_blocking` (and it counts from the end of the last such scope seen), asleep on
+//!    anything but a timer while another thread of the process is runnable but not running
+//!    (most likely what it waits for), asleep inside an address-space call (`brk`, `mmap`,
+//!    `mprotect`, ...: the process's address-space lock or memory reclaim), or its CPU
+//!    share says the host starved it. Its stack is captured, `kind` comes from its CPU time
+//!    over the silence, `worker` is the index whose counters stopped; `task_id` and
+//!    `spawned_at` are unknown.
 //!
 //! **Which thread.** Under `tokio_unstable` tokio says (`worker_thread_id`). Otherwise the
 //! candidates are the registered worker threads (see [`crate::attach`]) that are not
@@ -47,16 +47,17 @@
 //! more tick, the one that never came and went during the silence; if still several, the
 //! worker is reported without a thread (`tid` 0, `capture: "failed"`; `kind` only if all
 //! agree), unless any of them was starved or asleep in an address-space call, or some
-//! thread of the process is runnable but not running: the stuck one may be the host's. None (no thread the agent has met, or none stuck): no report, since nothing can
-//! show that the host did not simply starve it.
+//! thread of the process is runnable but not running: the stuck one may be the host's.
+//! None (no thread the agent has met, or none stuck): no report, since nothing can show
+//! that the host did not simply starve it.
 //!
 //! **`current_thread` runtimes** are driven by whichever thread calls `block_on`, and one
 //! nobody drives (between two `block_on` calls) publishes nothing either, exactly like a
 //! stuck one. So the candidate is the thread that drove it last (tokio's
 //! `worker_thread_id` under `tokio_unstable`; else the last to poll the probe, park, build
 //! the runtime or attach), and it must have looked stuck on every tick for the threshold
-//! (time it waited for a CPU aside): a tick where it came and went restarts the count, and the stall
-//! counts from there. Before the runtime is first seen running, a stall also needs a task
+//! (time it waited for a CPU aside): a tick where it came and went restarts the count, and
+//! the stall counts from there. Before the runtime is first seen running, a stall also needs a task
 //! that is not waiting in the injection queue (`num_alive_tasks > global_queue_depth`).
 //!
 //! **Probe stall** (`detection: "probe"`), one episode per wake-up of the probe: it has
@@ -610,7 +611,7 @@ impl AttachDetector {
                     return true;
                 }
                 // Asleep on a lock whose holder is most likely descheduled: the host's.
-                if cpu::waits_for_a_starved_thread(e.tid()) {
+                if cpu::waits_for_the_host(e.tid()) {
                     return true;
                 }
                 let kind = self.kind_of(&e, stretch);
